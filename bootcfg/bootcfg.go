@@ -1,0 +1,205 @@
+// Package bootcfg is the one contract between the converter (host) and the guest init (PID 1 in the
+// VM): a versioned JSON document that says what to mount, which kernel modules to load, which files to
+// write, which binfmt_misc entries to register, how to set up the network and where the container's
+// rootfs and runtime spec are. The host writes it into the initrd at Path; the guest reads, validates
+// and carries it out. Everything the init does that depends on the image or the run is in here, so
+// the init itself stays generic.
+package bootcfg
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Version is the contract version this package writes. An init refuses a document whose major
+// version is newer than the one it was built with; minor versions only add optional fields.
+const Version = "1.0"
+
+// Well-known paths inside the initrd and the guest.
+const (
+	// Path is where the boot config lives in the initrd.
+	Path = "/c2vm/boot.json"
+	// SpecPath is where the OCI runtime spec lives in the initrd.
+	SpecPath = "/c2vm/config.json"
+	// StatusPortName is the virtio-serial port name the init reports the exit status on.
+	StatusPortName = "c2vm.status"
+	// StdoutPortName, StderrPortName and StdinPortName carry the workload's stdio when present.
+	StdoutPortName = "c2vm.stdout"
+	StderrPortName = "c2vm.stderr"
+	StdinPortName  = "c2vm.stdin"
+	// StatusLinePrefix starts the line the init prints on the console with the exit status, for
+	// VMMs that have no virtio-serial (e.g. Firecracker): "c2vm-exit-status: N".
+	StatusLinePrefix = "c2vm-exit-status: "
+)
+
+// Rootfs formats.
+const (
+	FormatSquashfs = "squashfs"
+	FormatErofs    = "erofs"
+	FormatInitrd   = "initrd"
+)
+
+// Config is the boot configuration document.
+type Config struct {
+	Version   string    `json:"version"`
+	Debug     bool      `json:"debug,omitempty"`
+	Hostname  string    `json:"hostname,omitempty"`
+	Mounts    []Mount   `json:"mounts,omitempty"`
+	Modules   []string  `json:"modules,omitempty"`
+	Files     []File    `json:"files,omitempty"`
+	Binfmt    []Binfmt  `json:"binfmt,omitempty"`
+	Network   Network   `json:"network"`
+	Container Container `json:"container"`
+}
+
+// Mount is one filesystem the init mounts before it starts the container.
+type Mount struct {
+	Source string   `json:"source"`
+	Target string   `json:"target"`
+	FSType string   `json:"fstype"`
+	Flags  []string `json:"flags,omitempty"` // ro, nosuid, nodev, noexec, relatime, ...
+	Data   string   `json:"data,omitempty"`
+	// Optional mounts may fail without failing the boot (e.g. cgroup2 on a kernel without it).
+	Optional bool `json:"optional,omitempty"`
+	// Mkdir lists directories to create (mode 0755) below Target once it is mounted.
+	Mkdir []string `json:"mkdir,omitempty"`
+}
+
+// File is a file the init writes into the guest before it starts the container.
+type File struct {
+	Path    string `json:"path"`
+	Mode    uint32 `json:"mode"`
+	Content string `json:"content"`
+}
+
+// Binfmt is one binfmt_misc registration, in the kernel's format
+// ":name:type:offset:magic:mask:interpreter:flags".
+type Binfmt struct {
+	Registration string `json:"registration"`
+}
+
+// Network modes.
+const (
+	NetworkNone   = "none"
+	NetworkStatic = "static"
+)
+
+// Network says how the init configures the guest network. Loopback is always brought up.
+type Network struct {
+	Mode      string   `json:"mode"`                // none | static
+	Interface string   `json:"interface,omitempty"` // e.g. eth0
+	Address   string   `json:"address,omitempty"`   // CIDR, e.g. 10.0.2.15/24
+	Gateway   string   `json:"gateway,omitempty"`
+	DNS       []string `json:"dns,omitempty"`
+}
+
+// Container says where the workload's rootfs and runtime spec are and how to run it.
+type Container struct {
+	ID        string  `json:"id"`
+	BundleDir string  `json:"bundleDir"` // runc bundle dir in the guest; rootfs is BundleDir/rootfs
+	SpecPath  string  `json:"specPath"`  // runtime spec in the initrd, copied to BundleDir/config.json
+	Rootfs    Rootfs  `json:"rootfs"`
+	Overlay   Overlay `json:"overlay"`
+	// StopSignal is sent to the workload when the host asks the VM to stop (default SIGTERM).
+	StopSignal string `json:"stopSignal,omitempty"`
+	// StopTimeout is how many seconds the workload has after StopSignal before SIGKILL.
+	StopTimeout int `json:"stopTimeout,omitempty"`
+}
+
+// Rootfs is the container's read-only lower layer.
+type Rootfs struct {
+	Format string `json:"format"`           // squashfs | erofs | initrd
+	Device string `json:"device,omitempty"` // block device for squashfs/erofs, e.g. /dev/vda
+	Path   string `json:"path,omitempty"`   // directory in the initrd for the initrd format
+}
+
+// Overlay upper kinds.
+const (
+	UpperTmpfs = "tmpfs"
+	UpperDisk  = "disk"
+)
+
+// Overlay is the writable upper layer over the rootfs.
+type Overlay struct {
+	Upper  string `json:"upper"`            // tmpfs | disk
+	Size   string `json:"size,omitempty"`   // tmpfs size option, e.g. "50%" or "256m"
+	Device string `json:"device,omitempty"` // ext4 block device for a disk upper
+}
+
+// Default returns a boot config with the standard guest mounts and the given container settings
+// left for the caller to fill in.
+func Default() Config {
+	return Config{
+		Version: Version,
+		Mounts: []Mount{
+			{Source: "proc", Target: "/proc", FSType: "proc", Flags: []string{"nosuid", "nodev", "noexec"}},
+			{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: []string{"nosuid", "nodev", "noexec"}},
+			{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: []string{"nosuid"}, Data: "mode=0755"},
+			{Source: "devpts", Target: "/dev/pts", FSType: "devpts", Flags: []string{"nosuid", "noexec"}, Data: "newinstance,ptmxmode=0666,mode=0620", Optional: true},
+			{Source: "shm", Target: "/dev/shm", FSType: "tmpfs", Flags: []string{"nosuid", "nodev"}, Data: "mode=1777", Optional: true},
+			{Source: "run", Target: "/run", FSType: "tmpfs", Flags: []string{"nosuid", "nodev"}, Data: "mode=0755"},
+			{Source: "tmp", Target: "/tmp", FSType: "tmpfs", Flags: []string{"nosuid", "nodev"}, Data: "mode=1777"},
+			{Source: "cgroup2", Target: "/sys/fs/cgroup", FSType: "cgroup2", Flags: []string{"nosuid", "nodev", "noexec"}, Optional: true},
+		},
+		Network: Network{Mode: NetworkNone},
+		Container: Container{
+			ID:        "c2vm",
+			BundleDir: "/run/c2vm/bundle",
+			SpecPath:  SpecPath,
+			Overlay:   Overlay{Upper: UpperTmpfs, Size: "50%"},
+		},
+	}
+}
+
+// Decode reads a boot config, rejecting unknown fields of the same major version's document only
+// where they would change behaviour: unknown fields are allowed so that minor versions can add
+// optional ones. It does not validate; call Validate.
+func Decode(r io.Reader) (*Config, error) {
+	var c Config
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decode boot config: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("decode boot config: trailing data after the JSON document")
+	}
+	return &c, nil
+}
+
+// Encode writes the config as indented JSON with a trailing newline; output is deterministic.
+func (c *Config) Encode(w io.Writer) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(c); err != nil {
+		return fmt.Errorf("encode boot config: %w", err)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// Marshal returns Encode's output as bytes.
+func (c *Config) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	err := c.Encode(&buf)
+	return buf.Bytes(), err
+}
+
+// ParseVersion splits "MAJOR.MINOR" into numbers.
+func ParseVersion(v string) (major, minor int, err error) {
+	maj, min, ok := strings.Cut(v, ".")
+	if !ok {
+		return 0, 0, fmt.Errorf("version %q: want MAJOR.MINOR", v)
+	}
+	if major, err = strconv.Atoi(maj); err != nil || major < 0 {
+		return 0, 0, fmt.Errorf("version %q: bad major number", v)
+	}
+	if minor, err = strconv.Atoi(min); err != nil || minor < 0 {
+		return 0, 0, fmt.Errorf("version %q: bad minor number", v)
+	}
+	return major, minor, nil
+}
