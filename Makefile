@@ -1,0 +1,86 @@
+# c2vm — container images to bootable VM bundles.
+# `make demo` and `make test` do all set-up on a fresh Debian 12 machine (run as root, or with sudo
+# available for apt-get).
+
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := $(CURDIR)/bin
+BUILD      := $(CURDIR)/build
+CACHE      ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/c2vm
+KERNEL_DIR := $(CACHE)/kernel
+KERNEL_PKG ?= linux-image-cloud-amd64
+FUZZTIME   ?= 30s
+DEB_PKGS   := gcc libseccomp-dev qemu-system-x86 squashfs-tools erofs-utils e2fsprogs busybox-static
+SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
+ASSETS     := initgen/assets/files
+RUNC_VER   := $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/runc 2>/dev/null)
+
+export C2VM_LIBDIR := $(BIN)
+
+.PHONY: help deps kernel build runc init example demo test test-unit lint fuzz bench clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages c2vm needs (only the missing ones)
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+kernel: deps ## fetch the reference kernel package into $(CACHE)/kernel (once)
+	@if ! ls $(KERNEL_DIR)/linux-image-[0-9]*.deb >/dev/null 2>&1; then \
+	  mkdir -p $(KERNEL_DIR) && cd $(KERNEL_DIR) && \
+	  $(SUDO) apt-get update -qq && \
+	  dep=$$(apt-cache depends $(KERNEL_PKG) | awk '/Depends: linux-image-[0-9]/{print $$2; exit}') && \
+	  test -n "$$dep" && chmod 777 . && apt-get download $$dep 2>&1 | grep -v unsandboxed; \
+	fi
+	@ls $(KERNEL_DIR)/linux-image-[0-9]*.deb
+
+$(BIN)/runc: go.mod go.sum | deps
+	@mkdir -p $(BIN)
+	CGO_ENABLED=1 $(GO) build -trimpath -tags "seccomp netgo osusergo" \
+	  -ldflags "-s -w -extldflags -static -X main.version=$(RUNC_VER)" -o $@ github.com/opencontainers/runc
+
+runc: $(BIN)/runc ## build the static runc (cached in bin/)
+
+init: ## build the guest init (static, no cgo)
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/c2vm-init ./guestinit/cmd/c2vm-init
+
+build: runc init ## build c2vm with the guest init and runc embedded (bin/c2vm)
+	@mkdir -p $(ASSETS)
+	cp $(BIN)/c2vm-init $(BIN)/runc $(ASSETS)/
+	$(GO) build -trimpath -tags c2vm_embed -o $(BIN)/c2vm ./cmd/c2vm
+
+example: build ## make the example image (OCI layout, offline) in build/hello-oci
+	$(GO) run ./examples/mkimage -o $(BUILD)/hello-oci
+
+demo: deps kernel example ## convert the example image into a bundle and boot it
+	$(BIN)/c2vm convert -o $(BUILD)/hello.bundle oci:$(BUILD)/hello-oci:hello
+	$(BIN)/c2vm inspect $(BUILD)/hello.bundle
+	time $(BIN)/c2vm run --timeout 120s $(BUILD)/hello.bundle
+
+test: deps kernel build ## the full test suite: unit, fuzz seeds, VM tests under QEMU
+	$(GO) test -count=1 -timeout 60m ./...
+
+test-unit: ## unit tests only (no VM), unprivileged
+	$(GO) test -short ./...
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: build ## benchmarks (conversion stages, initrd)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean: ## remove build outputs (keeps the kernel cache)
+	rm -rf $(BIN) $(BUILD) $(ASSETS)/c2vm-init $(ASSETS)/runc

@@ -1,0 +1,138 @@
+package bootcfg
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func sample() Config {
+	c := Default()
+	c.Hostname = "web"
+	c.Modules = []string{"virtio_blk", "squashfs", "overlay"}
+	c.Files = []File{{Path: "/run/c2vm/motd", Mode: 0o644, Content: "hello\n"}}
+	c.Binfmt = []Binfmt{{Registration: ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01:\\xff\\xff\\xff\\xff\\xff\\xff\\xff:/usr/bin/qemu-aarch64-static:F"}}
+	c.Network = Network{Mode: NetworkStatic, Interface: "eth0", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+	c.Container.Rootfs = Rootfs{Format: FormatSquashfs, Device: "/dev/vda"}
+	return c
+}
+
+func TestGolden(t *testing.T) {
+	c := sample()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("sample config invalid: %v", err)
+	}
+	got, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "boot.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./bootcfg -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("boot config JSON changed; diff against %s (run -update if intended):\n%s", golden, got)
+	}
+	back, err := Decode(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := back.Marshal()
+	if !bytes.Equal(again, want) {
+		t.Errorf("decode/encode round trip changed the document")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string // "" = valid
+	}{
+		{"sample", func(*Config) {}, ""},
+		{"initrd rootfs", func(c *Config) { c.Container.Rootfs = Rootfs{Format: FormatInitrd, Path: "/c2vm/rootfs"} }, ""},
+		{"newer major", func(c *Config) { c.Version = "2.0" }, "newer than this init understands"},
+		{"newer minor ok", func(c *Config) { c.Version = "1.7" }, ""},
+		{"bad version", func(c *Config) { c.Version = "one" }, "version"},
+		{"zero major", func(c *Config) { c.Version = "0.9" }, "not a supported"},
+		{"relative mount target", func(c *Config) { c.Mounts[0].Target = "proc" }, "mounts[0]: target"},
+		{"unclean mount target", func(c *Config) { c.Mounts[1].Target = "/sys/../x" }, "mounts[1]: target"},
+		{"empty fstype", func(c *Config) { c.Mounts[2].FSType = "" }, "mounts[2]: fstype"},
+		{"unknown flag", func(c *Config) { c.Mounts[0].Flags = []string{"bogus"} }, "unknown mount flag"},
+		{"mkdir escapes", func(c *Config) { c.Mounts[0].Mkdir = []string{"../etc"} }, "mkdir"},
+		{"module with slash", func(c *Config) { c.Modules = []string{"../evil"} }, "modules[0]"},
+		{"file relative", func(c *Config) { c.Files[0].Path = "etc/x" }, "files[0].path"},
+		{"file mode", func(c *Config) { c.Files[0].Mode = 0o100644 }, "files[0].mode"},
+		{"binfmt fields", func(c *Config) { c.Binfmt[0].Registration = ":a:M:" }, "binfmt[0]"},
+		{"binfmt type", func(c *Config) { c.Binfmt[0].Registration = ":a:X::m::/i:" }, "type"},
+		{"network mode", func(c *Config) { c.Network.Mode = "bridge" }, "network.mode"},
+		{"network address", func(c *Config) { c.Network.Address = "10.0.2.15" }, "network.address"},
+		{"network dns", func(c *Config) { c.Network.DNS = []string{"dns.example"} }, "network.dns[0]"},
+		{"container id", func(c *Config) { c.Container.ID = "" }, "container.id"},
+		{"rootfs format", func(c *Config) { c.Container.Rootfs.Format = "ext4" }, "container.rootfs.format"},
+		{"rootfs device", func(c *Config) { c.Container.Rootfs.Device = "" }, "container.rootfs.device"},
+		{"overlay disk without device", func(c *Config) { c.Container.Overlay = Overlay{Upper: UpperDisk} }, "container.overlay.device"},
+		{"hostname", func(c *Config) { c.Hostname = "a b" }, "hostname"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := sample()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("want error containing %q, got %v", tt.wantErr, err)
+			}
+		})
+	}
+}
+
+func TestDecodeRejectsTrailingData(t *testing.T) {
+	if _, err := Decode(strings.NewReader(`{"version":"1.0"} {}`)); err == nil {
+		t.Fatal("want error for trailing data")
+	}
+}
+
+func FuzzDecodeValidate(f *testing.F) {
+	b, _ := func() ([]byte, error) { c := sample(); return c.Marshal() }()
+	f.Add(b)
+	f.Add([]byte(`{"version":"9.0"}`))
+	f.Add([]byte(`{"version":"1.0","container":{"rootfs":{"format":"initrd","path":"/x"}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Decode(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if c.Validate() != nil {
+			return
+		}
+		// A valid document must survive an encode/decode round trip and stay valid.
+		out, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Decode(bytes.NewReader(out))
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if err := back.Validate(); err != nil {
+			t.Fatalf("re-validate: %v", err)
+		}
+	})
+}

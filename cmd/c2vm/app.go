@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit statuses of c2vm's own failures, as docker uses them.
+const (
+	ExitFailure     = 125 // c2vm itself failed
+	ExitCannotRun   = 126 // the command cannot be run
+	ExitNotFound    = 127 // the command was not found
+	exitInterrupted = 130
+)
+
+// exitError carries an exit status out of a command without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// NewApp returns the c2vm command-line application writing to the given streams.
+func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	// -h is --hostname for run, as in docker; help stays --help.
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"}
+	return &cli.App{
+		Name:            "c2vm",
+		Usage:           "turn container images into bootable VM bundles and run them",
+		Reader:          stdin,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // Main reports errors
+		Commands:        []*cli.Command{convertCommand(), runCommand(), inspectCommand()},
+	}
+}
+
+// Main runs the CLI and returns the process exit status. Errors become one line on stderr.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := NewApp(stdin, stdout, stderr).RunContext(context.Background(), args)
+	return exitStatus(err, stderr)
+}
+
+func exitStatus(err error, stderr io.Writer) int {
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "c2vm: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintln(stderr, "c2vm: "+oneLine(err.Error()))
+	return ExitFailure
+}
+
+// oneLine folds a multi-line error (errors.Join) into one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// usageError reports a command-line mistake.
+func usageError(format string, a ...any) error {
+	return fmt.Errorf(format, a...)
+}

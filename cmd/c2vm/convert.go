@@ -1,0 +1,103 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/c2vm/c2vm/convert"
+)
+
+func convertCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "convert",
+		Usage:     "convert a container image into a VM bundle",
+		ArgsUsage: "IMAGE  (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] or a path)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle directory to write", Required: true},
+			&cli.StringFlag{Name: "platform", Usage: "image platform os/arch[/variant] (default: the host's)"},
+			&cli.StringFlag{Name: "kernel", Usage: "kernel: a linux-image .deb, a directory with boot/ and lib/modules/, or a vmlinuz (default: $C2VM_KERNEL, else the kernel cached by make kernel)", EnvVars: []string{"C2VM_KERNEL"}},
+			&cli.StringFlag{Name: "modules", Usage: "lib/modules/<version> directory to use with a bare vmlinuz --kernel"},
+			&cli.StringFlag{Name: "rootfs-format", Value: convert.DefaultFormat, Usage: "squashfs, erofs or initrd"},
+			&cli.IntFlag{Name: "memory", Value: convert.DefaultMemoryMiB, Usage: "default guest memory in MiB recorded in the bundle"},
+			&cli.IntFlag{Name: "cpus", Value: convert.DefaultCPUs, Usage: "default guest CPUs recorded in the bundle"},
+			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's ENTRYPOINT (a single executable; \"\" clears it)"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set KEY=VAL in the workload's environment"},
+			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "run as name, uid, uid:gid or user:group"},
+			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory of the workload"},
+			&cli.Int64Flag{Name: "max-size", Usage: "bound on the uncompressed rootfs in bytes (default 64 GiB)"},
+			&cli.BoolFlag{Name: "debug", Usage: "make the guest init log each boot step"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
+			&cli.BoolFlag{Name: "json", Usage: "print the bundle manifest as JSON"},
+		},
+		Action: runConvert,
+	}
+}
+
+func runConvert(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError("convert: want exactly one IMAGE argument (flags go before it), got %d", c.NArg())
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := convert.Options{
+		Image:        c.Args().First(),
+		Output:       c.String("output"),
+		Platform:     c.String("platform"),
+		Kernel:       c.String("kernel"),
+		ModulesDir:   c.String("modules"),
+		RootfsFormat: c.String("rootfs-format"),
+		MemoryMiB:    c.Int("memory"),
+		CPUs:         c.Int("cpus"),
+		Debug:        c.Bool("debug"),
+		MaxSize:      c.Int64("max-size"),
+		Overrides: convert.Overrides{
+			Env: c.StringSlice("env"), User: c.String("user"), WorkingDir: c.String("workdir"),
+		},
+		Warn: func(msg string) { fmt.Fprintln(c.App.ErrWriter, "c2vm: warning: "+msg) },
+	}
+	if c.IsSet("entrypoint") {
+		ep := []string{}
+		if e := c.String("entrypoint"); e != "" {
+			ep = []string{e}
+		}
+		opts.Overrides.Entrypoint = &ep
+	}
+	if !c.Bool("quiet") && !c.Bool("json") {
+		p := newProgress(c.App.ErrWriter)
+		defer p.Wait()
+		opts.Progress, opts.Step = p.Layer, p.Step
+	}
+	m, err := convert.Convert(ctx, opts)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Bool("json"):
+		b, _ := json.MarshalIndent(m, "", "  ")
+		fmt.Fprintln(c.App.Writer, string(b))
+	case !c.Bool("quiet"):
+		fmt.Fprintf(c.App.Writer, "%s: %s bundle of %s (%s) for %s, kernel %s\n", opts.Output, m.RootfsFormat,
+			opts.Image, short(m.Source.ManifestDigest), platformString(m.Platform.OS, m.Platform.Architecture, m.Platform.Variant), m.Kernel.Version)
+	}
+	return nil
+}
+
+func short(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
+func platformString(os, arch, variant string) string {
+	s := os + "/" + arch
+	if variant != "" {
+		s += "/" + variant
+	}
+	return s
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/c2vm/c2vm/convert/spec"
+	"github.com/c2vm/c2vm/internal/launch"
+	"github.com/c2vm/c2vm/internal/vm"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "boot a VM bundle and run its workload; exits with the workload's exit status",
+		ArgsUsage: "DIR [-- COMMAND ARGS...]",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "memory", Aliases: []string{"m"}, Usage: "guest memory in MiB (default: the bundle's)"},
+			&cli.IntFlag{Name: "cpus", Usage: "guest CPUs (default: the bundle's)"},
+			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (e.g. 60s; 0 = never)"},
+			&cli.StringFlag{Name: "entrypoint", Usage: "override the ENTRYPOINT (\"\" clears it)"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set KEY=VAL, or KEY to take it from the host environment"},
+			&cli.StringSliceFlag{Name: "env-file", Usage: "read KEY=VAL lines from a file"},
+			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "run as name, uid, uid:gid or user:group"},
+			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory of the workload"},
+			&cli.StringFlag{Name: "hostname", Aliases: []string{"h"}, Usage: "guest host name"},
+			&cli.StringFlag{Name: "network", Value: launch.NetworkUser, Usage: "user (QEMU user-mode networking) or none (loopback only)"},
+			&cli.StringSliceFlag{Name: "dns", Usage: "DNS server for the guest's resolv.conf"},
+			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]"},
+			&cli.IntFlag{Name: "stop-timeout", Usage: "seconds between the stop signal and SIGKILL (default 10)"},
+			&cli.StringFlag{Name: "accel", Usage: "kvm or tcg (default: kvm when usable)"},
+			&cli.BoolFlag{Name: "debug", Usage: "show the kernel console and the init's steps on stderr"},
+		},
+		Action: runRun,
+	}
+}
+
+func runRun(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return usageError("run: want a bundle DIR argument")
+	}
+	dir, cmd := args[0], args[1:]
+	if len(cmd) > 0 && cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	opts, err := runOptions(c, cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	if t := c.Duration("timeout"); t > 0 {
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	plan, err := launch.Prepare(ctx, dir, opts)
+	if err != nil {
+		return err
+	}
+	defer plan.Close()
+	cfg := plan.VM
+	cfg.Stdout, cfg.Stderr = c.App.Writer, c.App.ErrWriter
+	if c.Bool("debug") {
+		cfg.Console = c.App.ErrWriter
+	}
+	stop := make(chan struct{}, 1)
+	cfg.Stop = stop
+	defer handleSignals(cancel, stop)()
+	res, err := vm.Run(ctx, cfg)
+	if err != nil {
+		return vmError(err, res, c.Duration("timeout"))
+	}
+	return exitError{code: res.ExitCode}
+}
+
+// handleSignals turns the first SIGINT/SIGTERM into a stop request to the guest and the second into
+// killing the VM. It returns a function that stops listening.
+func handleSignals(kill context.CancelFunc, stop chan<- struct{}) func() {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-sig:
+				n++
+				if n == 1 {
+					stop <- struct{}{}
+				} else {
+					kill()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(sig); close(done) }
+}
+
+func vmError(err error, res *vm.Result, timeout time.Duration) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("run: the VM did not finish within --timeout %s and was killed", timeout)
+	}
+	msg := "run: " + err.Error()
+	if res != nil && res.ConsoleTail != "" && errors.Is(err, vm.ErrNoStatus) {
+		msg += " (run with --debug to see the console; last console line: " + lastLine(res.ConsoleTail) + ")"
+	}
+	return errors.New(msg)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func runOptions(c *cli.Context, cmd []string) (launch.Options, error) {
+	env, err := runEnv(c.StringSlice("env-file"), c.StringSlice("env"))
+	if err != nil {
+		return launch.Options{}, err
+	}
+	fwds, err := parsePublish(c.StringSlice("publish"))
+	if err != nil {
+		return launch.Options{}, err
+	}
+	net := c.String("network")
+	if net != launch.NetworkUser && net != launch.NetworkNone {
+		return launch.Options{}, usageError("run: --network %q: want user or none", net)
+	}
+	o := launch.Options{
+		Overrides: spec.Overrides{
+			Env: env, User: c.String("user"), WorkingDir: c.String("workdir"), Hostname: c.String("hostname"),
+		},
+		MemoryMiB: c.Int("memory"), CPUs: c.Int("cpus"), Network: net, DNS: c.StringSlice("dns"),
+		Forwards: fwds, StopTimeout: c.Int("stop-timeout"), Debug: c.Bool("debug"), Accel: c.String("accel"),
+	}
+	if len(cmd) > 0 {
+		o.Overrides.Cmd = cmd
+	}
+	if c.IsSet("entrypoint") {
+		ep := []string{}
+		if e := c.String("entrypoint"); e != "" {
+			ep = []string{e}
+		}
+		o.Overrides.Entrypoint = &ep
+	}
+	return o, nil
+}
+
+// runEnv collects KEY=VAL entries from env files, then -e flags; "-e KEY" takes KEY from the host.
+func runEnv(files, flags []string) ([]string, error) {
+	var env []string
+	for _, f := range files {
+		lines, err := readEnvFile(f)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, lines...)
+	}
+	for _, e := range flags {
+		if !strings.Contains(e, "=") {
+			v, ok := os.LookupEnv(e)
+			if !ok {
+				continue
+			}
+			e += "=" + v
+		}
+		env = append(env, e)
+	}
+	return env, nil
+}
+
+func readEnvFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("run: --env-file: %w", err)
+	}
+	defer f.Close()
+	var env []string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !strings.Contains(line, "=") {
+			v, ok := os.LookupEnv(line)
+			if !ok {
+				continue
+			}
+			line += "=" + v
+		}
+		if strings.HasPrefix(line, "=") {
+			return nil, fmt.Errorf("run: --env-file %s:%d: empty variable name", path, n)
+		}
+		env = append(env, line)
+	}
+	return env, sc.Err()
+}
+
+// parsePublish parses -p [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp].
+func parsePublish(specs []string) ([]vm.Forward, error) {
+	var out []vm.Forward
+	for _, s := range specs {
+		f, err := parseForward(s)
+		if err != nil {
+			return nil, fmt.Errorf("run: --publish %q: %w (want [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp])", s, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func parseForward(s string) (vm.Forward, error) {
+	f := vm.Forward{Proto: "tcp"}
+	rest, proto, ok := strings.Cut(s, "/")
+	if ok {
+		if proto != "tcp" && proto != "udp" {
+			return f, fmt.Errorf("protocol %q", proto)
+		}
+		f.Proto = proto
+	}
+	parts := strings.Split(rest, ":")
+	switch len(parts) {
+	case 2:
+	case 3:
+		f.HostIP, parts = parts[0], parts[1:]
+	default:
+		return f, errors.New("wrong number of fields")
+	}
+	var err error
+	if f.HostPort, err = port(parts[0]); err != nil {
+		return f, err
+	}
+	f.GuestPort, err = port(parts[1])
+	return f, err
+}
+
+func port(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("bad port %q", s)
+	}
+	return n, nil
+}

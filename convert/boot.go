@@ -1,0 +1,164 @@
+package convert
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/convert/flatten"
+	"github.com/c2vm/c2vm/convert/image"
+	"github.com/c2vm/c2vm/convert/rootfs"
+	"github.com/c2vm/c2vm/convert/spec"
+	"github.com/c2vm/c2vm/initgen"
+	"github.com/c2vm/c2vm/initgen/assets"
+	"github.com/c2vm/c2vm/initgen/kernel"
+)
+
+// BaseBootArgs is the kernel command line every bundle boots with: the serial console for kernel
+// messages, a guest that ends instead of hanging on panic, and overcommit so a Go PID 1 survives
+// 64 MiB guests.
+const BaseBootArgs = "console=ttyS0 quiet panic=-1 sysctl.vm.overcommit_memory=1"
+
+// rootfsCPIO is where the initrd-format rootfs is staged before it is appended to the initrd.
+const rootfsCPIO = "rootfs.cpio"
+
+// progress adapts the CLI's callback; sizes are looked up once the image is open.
+func (c *conversion) progress(img **image.Image) func(digest.Digest, int64) {
+	if c.opts.Progress == nil {
+		return nil
+	}
+	return func(d digest.Digest, n int64) {
+		var total int64
+		for _, l := range (*img).Layers {
+			if l.Desc.Digest == d {
+				total = l.Desc.Size
+			}
+		}
+		c.opts.Progress(d.String(), n, total)
+	}
+}
+
+func (c *conversion) writeRootfs(ctx context.Context, tree *flatten.Tree) error {
+	name := bundle.RootfsFile(c.opts.RootfsFormat)
+	if name == "" {
+		name = rootfsCPIO
+	}
+	return rootfs.Write(ctx, c.opts.RootfsFormat, tree, c.stage.Path(name), rootfs.Options{})
+}
+
+// BootConfig returns the boot config baked into a bundle's initrd.
+func BootConfig(format string, debug bool, stopSignal string) bootcfg.Config {
+	b := bootcfg.Default()
+	b.Debug = debug
+	b.Modules = append([]string(nil), DefaultModules...)
+	b.Container.StopSignal = stopSignal
+	switch format {
+	case bootcfg.FormatInitrd:
+		b.Container.Rootfs = bootcfg.Rootfs{Format: format, Path: "/c2vm/rootfs"}
+	default:
+		b.Container.Rootfs = bootcfg.Rootfs{Format: format, Device: "/dev/vda"}
+	}
+	return b
+}
+
+func (c *conversion) manifest(img *image.Image, k *kernel.Kernel, cfg ocispec.ImageConfig, rs *specs.Spec, passwd, group []byte) *bundle.Manifest {
+	meta := spec.ImageMetadata(img.Config)
+	args := BaseBootArgs
+	if c.opts.Debug {
+		args += " c2vm.debug=1"
+	}
+	m := &bundle.Manifest{
+		Platform:     img.Platform,
+		Source:       bundle.Source{Ref: c.opts.Image, Name: img.Name, ManifestDigest: img.ManifestDigest.String(), ConfigDigest: img.ConfigDigest.String()},
+		Kernel:       bundle.Kernel{Version: k.Version, Package: k.Package},
+		RootfsFormat: c.opts.RootfsFormat,
+		BootArgs:     args,
+		MemoryMiB:    c.opts.MemoryMiB,
+		CPUs:         c.opts.CPUs,
+		Image:        cfg,
+		Passwd:       string(passwd),
+		Group:        string(group),
+		Boot:         BootConfig(c.opts.RootfsFormat, c.opts.Debug, meta.StopSignal),
+		Process: bundle.Process{
+			Args: rs.Process.Args, User: cfg.User, UID: rs.Process.User.UID, GID: rs.Process.User.GID,
+			Env: rs.Process.Env, WorkingDir: rs.Process.Cwd, StopSignal: meta.StopSignal,
+		},
+	}
+	return m
+}
+
+// writeBoot writes vmlinuz and initrd.img (with the rootfs appended for the initrd format).
+func (c *conversion) writeBoot(ctx context.Context, k *kernel.Kernel, m *bundle.Manifest, rs *specs.Spec) error {
+	if err := copyFile(k.Vmlinuz, c.stage.Path(bundle.KernelFile)); err != nil {
+		return fmt.Errorf("copy kernel: %w", err)
+	}
+	bootJSON, err := m.Boot.Marshal()
+	if err != nil {
+		return err
+	}
+	specJSON, err := json.MarshalIndent(rs, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode runtime spec: %w", err)
+	}
+	a, err := assets.Find()
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(c.stage.Path(bundle.InitrdFile))
+	if err != nil {
+		return fmt.Errorf("write initrd: %w", err)
+	}
+	defer f.Close()
+	err = initgen.Write(ctx, f, initgen.Options{
+		Kernel: k, Modules: m.Boot.Modules, Init: a.Init, Runc: a.Runc,
+		BootConfig: bootJSON, Spec: append(specJSON, '\n'),
+	})
+	if err != nil {
+		return fmt.Errorf("write initrd: %w", err)
+	}
+	if c.opts.RootfsFormat == bootcfg.FormatInitrd {
+		if err := appendFile(f, c.stage.Path(rootfsCPIO)); err != nil {
+			return fmt.Errorf("append rootfs to initrd: %w", err)
+		}
+	}
+	return f.Close()
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// appendFile appends src to w and removes src.
+func appendFile(w io.Writer, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(w, in)
+	in.Close()
+	if err != nil {
+		return err
+	}
+	return os.Remove(src)
+}

@@ -1,0 +1,153 @@
+// Package bundle defines the c2vm VM bundle on disk — a directory with bundle.json, vmlinuz,
+// initrd.img and rootfs.<format> — and writes it atomically: everything is built in a temporary
+// directory beside the target and renamed into place at the end, so an interrupted or failed convert
+// never leaves a partial bundle and never touches an existing one.
+package bundle
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/bootcfg"
+)
+
+// SchemaVersion is the bundle.json schema this package writes and reads.
+const SchemaVersion = 1
+
+// File names inside a bundle.
+const (
+	ManifestFile = "bundle.json"
+	KernelFile   = "vmlinuz"
+	InitrdFile   = "initrd.img"
+)
+
+// RootfsFile returns the rootfs file name for a format ("" for the initrd format, whose rootfs is
+// inside initrd.img).
+func RootfsFile(format string) string {
+	if format == bootcfg.FormatInitrd {
+		return ""
+	}
+	return "rootfs." + format
+}
+
+// Manifest is bundle.json.
+type Manifest struct {
+	SchemaVersion int              `json:"schemaVersion"`
+	Platform      ocispec.Platform `json:"platform"`
+	Source        Source           `json:"source"`
+	Kernel        Kernel           `json:"kernel"`
+	RootfsFormat  string           `json:"rootfsFormat"`
+	Files         []File           `json:"files"`
+	BootArgs      string           `json:"bootArgs"`
+	MemoryMiB     int              `json:"memoryMiB"`
+	CPUs          int              `json:"cpus"`
+	Process       Process          `json:"process"`
+	// Image is the effective image config (after convert-time overrides); `c2vm run` regenerates the
+	// runtime spec from it when it is given overrides.
+	Image ocispec.ImageConfig `json:"image"`
+	// Passwd and Group are the image's /etc/passwd and /etc/group, for run-time user overrides.
+	Passwd string `json:"passwd,omitempty"`
+	Group  string `json:"group,omitempty"`
+	// Boot is the boot config baked into initrd.img.
+	Boot bootcfg.Config `json:"boot"`
+}
+
+// Source says which image the bundle was made from.
+type Source struct {
+	Ref            string `json:"ref"`
+	Name           string `json:"name,omitempty"`
+	ManifestDigest string `json:"manifestDigest"`
+	ConfigDigest   string `json:"configDigest"`
+}
+
+// Kernel says which kernel the bundle boots.
+type Kernel struct {
+	Version string `json:"version"`
+	Package string `json:"package,omitempty"`
+}
+
+// File is one file of the bundle with its size and digest.
+type File struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Process is the effective workload as baked into the bundle.
+type Process struct {
+	Args       []string `json:"args"`
+	User       string   `json:"user,omitempty"`
+	UID        uint32   `json:"uid"`
+	GID        uint32   `json:"gid"`
+	Env        []string `json:"env"`
+	WorkingDir string   `json:"workingDir"`
+	StopSignal string   `json:"stopSignal,omitempty"`
+}
+
+// Read loads and checks dir/bundle.json.
+func Read(dir string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s is not a c2vm bundle: no %s (make one with c2vm convert)", dir, ManifestFile)
+		}
+		return nil, fmt.Errorf("read bundle: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("read bundle %s: %w", filepath.Join(dir, ManifestFile), err)
+	}
+	if m.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("bundle %s has schema version %d, this c2vm reads %d: convert the image again", dir, m.SchemaVersion, SchemaVersion)
+	}
+	return &m, nil
+}
+
+// Marshal returns the manifest as deterministic, indented JSON.
+func (m *Manifest) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("encode bundle manifest: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Verify checks that every file listed in the manifest is present with the recorded size and digest.
+func (m *Manifest) Verify(dir string) error {
+	for _, f := range m.Files {
+		got, err := Describe(filepath.Join(dir, f.Name))
+		if err != nil {
+			return fmt.Errorf("verify bundle %s: %w", dir, err)
+		}
+		if got.Size != f.Size || got.SHA256 != f.SHA256 {
+			return fmt.Errorf("verify bundle %s: %s does not match bundle.json (size %d, sha256 %s; want %d, %s): the bundle was modified, convert again", dir, f.Name, got.Size, got.SHA256, f.Size, f.SHA256)
+		}
+	}
+	return nil
+}
+
+// Describe returns a File (name, size, sha256) for path.
+func Describe(path string) (File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return File{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return File{}, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return File{Name: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}

@@ -1,0 +1,113 @@
+package bundle
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// Stage is a bundle under construction in a temporary directory beside its target.
+type Stage struct {
+	Dir    string // the temporary directory; write the bundle's files here
+	target string
+}
+
+// NewStage creates the temporary directory for a bundle that will end up at target. The parent of
+// target must exist.
+func NewStage(target string) (*Stage, error) {
+	target = filepath.Clean(target)
+	parent := filepath.Dir(target)
+	if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("output %s: parent directory %s does not exist: create it first", target, parent)
+	}
+	if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("output %s exists and is not a directory: choose another -o", target)
+	}
+	dir, err := os.MkdirTemp(parent, "."+filepath.Base(target)+".c2vm-tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("output %s: %w", target, err)
+	}
+	return &Stage{Dir: dir, target: target}, nil
+}
+
+// Path returns the path of name inside the stage.
+func (s *Stage) Path(name string) string { return filepath.Join(s.Dir, name) }
+
+// Commit writes bundle.json (with the digests of every other file in the stage) and renames the stage
+// onto the target, replacing an existing bundle only at this last step.
+func (s *Stage) Commit(m *Manifest) error {
+	files, err := s.describeAll()
+	if err != nil {
+		return err
+	}
+	m.SchemaVersion = SchemaVersion
+	m.Files = files
+	b, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.Path(ManifestFile), b, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", ManifestFile, err)
+	}
+	if err := os.Chmod(s.Dir, 0o755); err != nil {
+		return fmt.Errorf("output %s: %w", s.target, err)
+	}
+	return s.replace()
+}
+
+// Abort removes the stage. It is safe to call after Commit.
+func (s *Stage) Abort() error {
+	if s.Dir == "" {
+		return nil
+	}
+	err := os.RemoveAll(s.Dir)
+	s.Dir = ""
+	return err
+}
+
+func (s *Stage) describeAll() ([]File, error) {
+	ents, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("read stage: %w", err)
+	}
+	var files []File
+	for _, e := range ents {
+		if e.Name() == ManifestFile || !e.Type().IsRegular() {
+			continue
+		}
+		f, err := Describe(s.Path(e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
+	return files, nil
+}
+
+// replace renames the stage onto the target. An existing target is first moved aside and removed
+// only once the new bundle is in place.
+func (s *Stage) replace() error {
+	old := ""
+	if _, err := os.Lstat(s.target); err == nil {
+		if _, err := Read(s.target); err != nil {
+			return fmt.Errorf("output %s exists and is not a c2vm bundle: remove it or choose another -o", s.target)
+		}
+		old = s.Dir + ".old"
+		if err := os.Rename(s.target, old); err != nil {
+			return fmt.Errorf("replace %s: %w", s.target, err)
+		}
+	}
+	if err := os.Rename(s.Dir, s.target); err != nil {
+		if old != "" {
+			_ = os.Rename(old, s.target)
+		}
+		return fmt.Errorf("rename bundle into %s: %w", s.target, err)
+	}
+	s.Dir = ""
+	if old != "" {
+		return os.RemoveAll(old)
+	}
+	return nil
+}

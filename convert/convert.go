@@ -1,0 +1,239 @@
+// Package convert turns a container image into a c2vm VM bundle: it opens the image for the chosen
+// platform (convert/image), flattens its layers into one canonical tree (convert/flatten), writes the
+// root filesystem image (convert/rootfs), generates the OCI runtime spec (convert/spec) and the boot
+// config (bootcfg), builds the initrd with the guest init, static runc and kernel modules (initgen),
+// and commits the bundle directory atomically (convert/bundle).
+package convert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/convert/flatten"
+	"github.com/c2vm/c2vm/convert/image"
+	"github.com/c2vm/c2vm/convert/rootfs"
+	"github.com/c2vm/c2vm/convert/spec"
+	"github.com/c2vm/c2vm/initgen/kernel"
+)
+
+// Defaults recorded in a bundle when the options leave them zero.
+const (
+	DefaultMemoryMiB = 512
+	DefaultCPUs      = 1
+	DefaultFormat    = rootfs.Squashfs
+)
+
+// DefaultModules are the kernel modules every bundle loads (dependencies are added by initgen).
+var DefaultModules = []string{
+	"virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "virtio_rng",
+	"overlay", "squashfs", "erofs", "binfmt_misc", "vsock", "vmw_vsock_virtio_transport",
+}
+
+// Options configures a conversion. Only Image and Output are required.
+type Options struct {
+	Image        string // image reference (see convert/image.ParseRef)
+	Output       string // bundle directory to create or replace
+	Platform     string // os/arch[/variant]; "" = host
+	Kernel       string // kernel .deb, directory or vmlinuz; "" = kernel.Default
+	ModulesDir   string // with a bare vmlinuz
+	CacheDir     string // "" = the user cache dir
+	RootfsFormat string // squashfs (default), erofs, initrd
+	MemoryMiB    int
+	CPUs         int
+	Overrides    Overrides
+	Debug        bool  // guest init logs each step
+	MaxSize      int64 // bound on the uncompressed rootfs; 0 = flatten's default
+	// Progress receives compressed bytes read per layer; Step receives stage names. nil = silent.
+	Progress func(layer string, done, total int64)
+	Step     func(name string)
+	Warn     func(msg string)
+}
+
+// Overrides change the image config before the bundle is made (baked in).
+type Overrides struct {
+	Entrypoint *[]string
+	Cmd        []string
+	Env        []string
+	User       string
+	WorkingDir string
+}
+
+// Convert builds the bundle and returns its manifest. On any error or cancellation nothing is left
+// at Output (an existing bundle there is untouched).
+func Convert(ctx context.Context, opts Options) (*bundle.Manifest, error) {
+	opts = opts.withDefaults()
+	stage, err := bundle.NewStage(opts.Output)
+	if err != nil {
+		return nil, err
+	}
+	defer stage.Abort()
+	c := &conversion{opts: opts, stage: stage}
+	m, err := c.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := stage.Commit(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.RootfsFormat == "" {
+		o.RootfsFormat = DefaultFormat
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = DefaultMemoryMiB
+	}
+	if o.CPUs == 0 {
+		o.CPUs = DefaultCPUs
+	}
+	return o
+}
+
+type conversion struct {
+	opts  Options
+	stage *bundle.Stage
+}
+
+func (c *conversion) step(name string) {
+	if c.opts.Step != nil {
+		c.opts.Step(name)
+	}
+}
+
+func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
+	if !validFormat(c.opts.RootfsFormat) {
+		return nil, fmt.Errorf("unknown rootfs format %q: use squashfs, erofs or initrd", c.opts.RootfsFormat)
+	}
+	k, err := c.loadKernel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.step("open image")
+	var img *image.Image
+	img, err = image.Open(ctx, c.opts.Image, image.Options{Platform: c.opts.Platform, Progress: c.progress(&img)})
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	c.step("flatten layers")
+	tree, err := flatten.Flatten(ctx, flattenLayers(img), flatten.Options{MaxSize: c.opts.MaxSize, Warn: c.opts.Warn})
+	if err != nil {
+		return nil, err
+	}
+	defer tree.Close()
+	passwd, group, err := userDB(tree)
+	if err != nil {
+		return nil, err
+	}
+	cfg := applyOverrides(img.Config.Config, c.opts.Overrides)
+	imgCfg := img.Config
+	imgCfg.Config = cfg
+	rs, err := spec.Generate(ctx, imgCfg, spec.Options{Platform: img.Platform, Passwd: passwd, Group: group})
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", c.opts.Image, err)
+	}
+	c.step("write rootfs")
+	if err := c.writeRootfs(ctx, tree); err != nil {
+		return nil, err
+	}
+	m := c.manifest(img, k, cfg, rs, passwd, group)
+	c.step("write initrd")
+	if err := c.writeBoot(ctx, k, m, rs); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func validFormat(f string) bool {
+	return f == bootcfg.FormatSquashfs || f == bootcfg.FormatErofs || f == bootcfg.FormatInitrd
+}
+
+func (c *conversion) loadKernel(ctx context.Context) (*kernel.Kernel, error) {
+	kopts := kernel.Options{CacheDir: c.opts.CacheDir, ModulesDir: c.opts.ModulesDir}
+	if c.opts.Kernel != "" {
+		return kernel.Load(ctx, c.opts.Kernel, kopts)
+	}
+	return kernel.Default(ctx, kopts)
+}
+
+func flattenLayers(img *image.Image) []flatten.Layer {
+	layers := make([]flatten.Layer, len(img.Layers))
+	for i, l := range img.Layers {
+		i := i
+		layers[i] = flatten.Layer{Digest: l.Desc.Digest.String(), Open: func(ctx context.Context) (io.ReadCloser, error) {
+			return img.OpenLayer(ctx, i)
+		}}
+	}
+	return layers
+}
+
+// userDB captures /etc/passwd and /etc/group of the flattened image (nil when absent).
+func userDB(t *flatten.Tree) (passwd, group []byte, err error) {
+	read := func(p string) ([]byte, error) {
+		b, err := t.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s from image: %w", p, err)
+		}
+		return b, nil
+	}
+	if passwd, err = read("etc/passwd"); err != nil {
+		return nil, nil, err
+	}
+	group, err = read("etc/group")
+	return passwd, group, err
+}
+
+// applyOverrides returns the image config with convert-time overrides applied, as docker run does:
+// a new entrypoint drops the image's Cmd, Env entries replace by key.
+func applyOverrides(cfg ocispec.ImageConfig, o Overrides) ocispec.ImageConfig {
+	if o.Entrypoint != nil {
+		cfg.Entrypoint = append([]string(nil), (*o.Entrypoint)...)
+		cfg.Cmd = nil
+	}
+	if o.Cmd != nil {
+		cfg.Cmd = append([]string(nil), o.Cmd...)
+	}
+	cfg.Env = MergeEnv(cfg.Env, o.Env)
+	if o.User != "" {
+		cfg.User = o.User
+	}
+	if o.WorkingDir != "" {
+		cfg.WorkingDir = o.WorkingDir
+	}
+	return cfg
+}
+
+// MergeEnv returns base with each KEY=VAL of add replacing the entry with the same key or appended.
+func MergeEnv(base, add []string) []string {
+	out := append([]string(nil), base...)
+	for _, kv := range add {
+		key, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, e := range out {
+			if k, _, _ := strings.Cut(e, "="); k == key {
+				out[i], replaced = kv, true
+				break
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

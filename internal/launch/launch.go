@@ -1,0 +1,184 @@
+// Package launch boots a c2vm bundle: it applies run-time overrides (command, env, user, workdir,
+// hostname, network) without rewriting the bundle — the new boot config and runtime spec travel in a
+// small cpio appended to a temporary copy of the initrd, which the kernel unpacks over the bundle's
+// own — and hands the VM to internal/vm.
+package launch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/convert/spec"
+	"github.com/c2vm/c2vm/initgen"
+	"github.com/c2vm/c2vm/internal/vm"
+)
+
+// Options are run-time settings; the zero value boots the bundle as converted, with user-mode
+// networking.
+type Options struct {
+	Overrides   spec.Overrides
+	MemoryMiB   int // 0 = bundle default
+	CPUs        int // 0 = bundle default
+	Network     string
+	DNS         []string
+	Forwards    []vm.Forward
+	StopTimeout int // seconds; 0 = the guest default (10)
+	Debug       bool
+	Accel       string
+}
+
+// Network modes for Options.Network.
+const (
+	NetworkUser = "user" // QEMU user-mode networking (default)
+	NetworkNone = "none" // loopback only
+)
+
+// QEMU user-mode networking addresses.
+const (
+	guestAddr = "10.0.2.15/24"
+	gateway   = "10.0.2.2"
+	slirpDNS  = "10.0.2.3"
+)
+
+// Plan is a prepared VM run. Close removes its temporary files.
+type Plan struct {
+	Manifest *bundle.Manifest
+	VM       vm.Config
+	tmp      string
+}
+
+// Close removes the temporary initrd.
+func (p *Plan) Close() error { return os.RemoveAll(p.tmp) }
+
+// Prepare reads the bundle at dir and builds the VM configuration for a run with opts.
+func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
+	m, err := bundle.Read(dir)
+	if err != nil {
+		return nil, err
+	}
+	boot, rs, err := runConfig(ctx, m, opts)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "c2vm-run-")
+	if err != nil {
+		return nil, fmt.Errorf("prepare run: %w", err)
+	}
+	p := &Plan{Manifest: m, tmp: tmp}
+	initrd := filepath.Join(tmp, "initrd.img")
+	if err := writeInitrd(ctx, initrd, filepath.Join(dir, bundle.InitrdFile), boot, rs); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.VM = vmConfig(dir, m, initrd, opts)
+	return p, nil
+}
+
+// runConfig returns the boot config and runtime spec for this run.
+func runConfig(ctx context.Context, m *bundle.Manifest, opts Options) (*bootcfg.Config, any, error) {
+	img := ocispec.Image{Platform: m.Platform, Config: m.Image}
+	so := spec.Options{Platform: m.Platform, Overrides: opts.Overrides}
+	if m.Passwd != "" {
+		so.Passwd = []byte(m.Passwd)
+	}
+	if m.Group != "" {
+		so.Group = []byte(m.Group)
+	}
+	rs, err := spec.Generate(ctx, img, so)
+	if err != nil {
+		return nil, nil, err
+	}
+	boot := m.Boot
+	boot.Debug = boot.Debug || opts.Debug
+	boot.Hostname = opts.Overrides.Hostname
+	if opts.StopTimeout > 0 {
+		boot.Container.StopTimeout = opts.StopTimeout
+	}
+	boot.Network = network(opts)
+	if err := boot.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("run options: %w", err)
+	}
+	return &boot, rs, nil
+}
+
+func network(opts Options) bootcfg.Network {
+	if opts.Network == NetworkNone {
+		return bootcfg.Network{Mode: bootcfg.NetworkNone, DNS: opts.DNS}
+	}
+	dns := opts.DNS
+	if len(dns) == 0 {
+		dns = []string{slirpDNS}
+	}
+	return bootcfg.Network{Mode: bootcfg.NetworkStatic, Interface: "eth0", Address: guestAddr, Gateway: gateway, DNS: dns}
+}
+
+// writeInitrd writes a copy of the bundle's initrd with the run's boot config and spec appended.
+func writeInitrd(ctx context.Context, path, bundleInitrd string, boot *bootcfg.Config, rs any) error {
+	bootJSON, err := boot.Marshal()
+	if err != nil {
+		return err
+	}
+	specJSON, err := json.MarshalIndent(rs, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode runtime spec: %w", err)
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("prepare initrd: %w", err)
+	}
+	defer out.Close()
+	in, err := os.Open(bundleInitrd)
+	if err != nil {
+		return fmt.Errorf("bundle initrd: %w", err)
+	}
+	_, err = io.Copy(out, in)
+	in.Close()
+	if err != nil {
+		return fmt.Errorf("prepare initrd: %w", err)
+	}
+	files := []initgen.File{
+		{Path: bootcfg.Path, Mode: 0o644, Data: bootJSON},
+		{Path: bootcfg.SpecPath, Mode: 0o644, Data: append(specJSON, '\n')},
+	}
+	if err := initgen.WriteFiles(ctx, out, files, "gzip"); err != nil {
+		return fmt.Errorf("prepare initrd overrides: %w", err)
+	}
+	return out.Close()
+}
+
+func vmConfig(dir string, m *bundle.Manifest, initrd string, opts Options) vm.Config {
+	cfg := vm.Config{
+		Arch:      m.Platform.Architecture,
+		Kernel:    filepath.Join(dir, bundle.KernelFile),
+		Initrd:    initrd,
+		Cmdline:   m.BootArgs,
+		MemoryMiB: pick(opts.MemoryMiB, m.MemoryMiB),
+		CPUs:      pick(opts.CPUs, m.CPUs),
+		Accel:     opts.Accel,
+	}
+	if opts.Debug {
+		cfg.Cmdline += " c2vm.debug=1"
+	}
+	if name := bundle.RootfsFile(m.RootfsFormat); name != "" {
+		cfg.Disks = []vm.Disk{{Path: filepath.Join(dir, name), ReadOnly: true}}
+	}
+	if opts.Network != NetworkNone {
+		cfg.Network = &vm.Network{Forwards: opts.Forwards}
+	}
+	return cfg
+}
+
+func pick(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}

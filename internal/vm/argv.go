@@ -1,0 +1,119 @@
+package vm
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/c2vm/c2vm/bootcfg"
+)
+
+var qemuArch = map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
+
+// Binary returns the QEMU system emulator for a guest GOARCH.
+func Binary(arch string) (string, error) {
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	qa, ok := qemuArch[arch]
+	if !ok {
+		return "", fmt.Errorf("no QEMU system emulator known for guest architecture %q", arch)
+	}
+	name := "qemu-system-" + qa
+	p, err := exec.LookPath(name)
+	if err != nil {
+		pkg := "qemu-system-x86"
+		if arch == "arm64" {
+			pkg = "qemu-system-arm"
+		}
+		return "", fmt.Errorf("%s not found: install Debian package %s", name, pkg)
+	}
+	return p, nil
+}
+
+// Argv returns the QEMU command line for cfg, with the host ends of the serial channels at the given
+// socket paths (keys: console, stdout, stderr, status, stdin).
+func Argv(cfg Config, socks map[string]string) ([]string, error) {
+	bin := cfg.QEMU
+	if bin == "" {
+		var err error
+		if bin, err = Binary(cfg.Arch); err != nil {
+			return nil, err
+		}
+	}
+	mem, cpus := cfg.MemoryMiB, cfg.CPUs
+	if mem <= 0 {
+		mem = 512
+	}
+	if cpus <= 0 {
+		cpus = 1
+	}
+	a := []string{bin, "-M", "q35", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"}
+	a = append(a, accelArgs(cfg)...)
+	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil && strings.Contains(bin, "x86_64") {
+		a = append(a, "-bios", "/usr/share/qemu/qboot.rom")
+	}
+	a = append(a, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Cmdline)
+	a = append(a, "-chardev", "socket,id=con,path="+socks[portConsole], "-serial", "chardev:con")
+	a = append(a, "-device", "virtio-serial-pci,id=vser")
+	for _, p := range []struct{ key, name string }{
+		{portStdout, bootcfg.StdoutPortName}, {portStderr, bootcfg.StderrPortName},
+		{portStatus, bootcfg.StatusPortName}, {portStdin, bootcfg.StdinPortName},
+	} {
+		if socks[p.key] == "" {
+			continue
+		}
+		a = append(a, "-chardev", "socket,id="+p.key+",path="+socks[p.key],
+			"-device", "virtserialport,bus=vser.0,chardev="+p.key+",name="+p.name)
+	}
+	for i, d := range cfg.Disks {
+		ro := ""
+		if d.ReadOnly {
+			ro = ",readonly=on"
+		}
+		id := "disk" + strconv.Itoa(i)
+		a = append(a, "-drive", "id="+id+",file="+d.Path+",format=raw,if=none"+ro,
+			"-device", "virtio-blk-pci,drive="+id)
+	}
+	a = append(a, netArgs(cfg.Network)...)
+	a = append(a, "-device", "virtio-rng-pci")
+	return a, nil
+}
+
+func accelArgs(cfg Config) []string {
+	accel := cfg.Accel
+	if accel == "" {
+		accel = "tcg"
+		if KVMUsable(cfg.Arch) {
+			accel = "kvm"
+		}
+	}
+	if accel == "kvm" {
+		return []string{"-accel", "kvm", "-cpu", "host"}
+	}
+	return []string{"-accel", "tcg"}
+}
+
+func netArgs(n *Network) []string {
+	if n == nil {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("user,id=net0")
+	for _, f := range n.Forwards {
+		ip := f.HostIP
+		if ip == "" {
+			ip = "127.0.0.1"
+		}
+		proto := f.Proto
+		if proto == "" {
+			proto = "tcp"
+		}
+		fmt.Fprintf(&b, ",hostfwd=%s:%s:%d-:%d", proto, ip, f.HostPort, f.GuestPort)
+	}
+	return []string{"-netdev", b.String(), "-device", "virtio-net-pci,netdev=net0"}
+}

@@ -1,0 +1,140 @@
+package vm
+
+import (
+	"io"
+	"net"
+	"strings"
+	"sync"
+)
+
+// relay copies the guest's serial channels to the host's writers.
+type relay struct {
+	cfg     Config
+	wg      sync.WaitGroup
+	console tail
+
+	mu       sync.Mutex
+	status   net.Conn
+	code     int
+	haveCode bool
+	pending  int // stop requests made before the status port connected
+}
+
+func newRelay(cfg Config, p *ports) *relay {
+	r := &relay{cfg: cfg}
+	r.serve(p, portConsole, r.copyConsole)
+	r.serve(p, portStdout, func(c net.Conn) { io.Copy(orDiscard(cfg.Stdout), c) })
+	r.serve(p, portStderr, func(c net.Conn) { io.Copy(orDiscard(cfg.Stderr), c) })
+	r.serve(p, portStatus, r.readStatus)
+	if l := p.listeners[portStdin]; l != nil {
+		// Not waited for: the host's stdin may never end. Closing the connection tells the guest EOF.
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			io.Copy(c, cfg.Stdin)
+			c.Close()
+		}()
+	}
+	return r
+}
+
+func (r *relay) serve(p *ports, name string, fn func(net.Conn)) {
+	l := p.listeners[name]
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fn(c)
+	}()
+}
+
+func (r *relay) wait() { r.wg.Wait() }
+
+func (r *relay) copyConsole(c net.Conn) {
+	w := io.Writer(&r.console)
+	if r.cfg.Console != nil {
+		w = io.MultiWriter(&r.console, r.cfg.Console)
+	}
+	io.Copy(w, c)
+}
+
+func (r *relay) readStatus(c net.Conn) {
+	r.mu.Lock()
+	r.status = c
+	for ; r.pending > 0; r.pending-- {
+		c.Write([]byte("stop\n"))
+	}
+	r.mu.Unlock()
+	msgs := r.cfg.Messages
+	if msgs == nil {
+		msgs = orDiscard(r.cfg.Stderr)
+	}
+	scanLines(c, func(line string) {
+		if code, ok := ParseStatus(line); ok {
+			r.mu.Lock()
+			r.code, r.haveCode = code, true
+			r.mu.Unlock()
+			return
+		}
+		io.WriteString(msgs, strings.TrimRight(line, "\r")+"\n")
+	})
+}
+
+func (r *relay) requestStop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.status == nil {
+		r.pending++
+		return
+	}
+	r.status.Write([]byte("stop\n"))
+}
+
+func (r *relay) exitCode() (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.code, r.haveCode
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// tail keeps the last lines written to it.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailBytes = 16 * 1024
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if len(t.buf) > 2*tailBytes {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailBytes:]...)
+	}
+	return len(b), nil
+}
+
+// String returns the last lines, without carriage returns and terminal escapes.
+func (t *tail) String() string {
+	t.mu.Lock()
+	s := strings.ReplaceAll(string(t.buf), "\r", "")
+	t.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > consoleTailLines {
+		lines = lines[len(lines)-consoleTailLines:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,267 @@
+// Package vm boots a c2vm bundle under QEMU and relays the workload's stdio and exit status. The
+// workload's stdout, stderr and stdin travel on their own virtio-serial ports, so the host's stdout
+// holds exactly what the workload wrote; the kernel and firmware console goes to a separate log; the
+// guest init reports the exit status on a status port that also carries stop requests to the guest.
+package vm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/c2vm/c2vm/bootcfg"
+)
+
+// Config describes one VM run. Zero values pick sensible defaults.
+type Config struct {
+	QEMU      string // QEMU binary; "" = qemu-system-<arch> from PATH
+	Arch      string // guest GOARCH; "" = host
+	Kernel    string
+	Initrd    string
+	Cmdline   string
+	Disks     []Disk // virtio block devices in order: /dev/vda, /dev/vdb, ...
+	MemoryMiB int    // 0 = 512
+	CPUs      int    // 0 = 1
+	// Accel is "kvm", "tcg" or "" for KVM when /dev/kvm is usable and the guest arch matches the host.
+	Accel   string
+	Network *Network // nil = no network interface
+
+	Stdin   io.Reader // nil = the workload's stdin is /dev/null
+	Stdout  io.Writer // nil = discard
+	Stderr  io.Writer // nil = discard
+	Console io.Writer // kernel/firmware console as it happens; nil = only kept for error messages
+	// Messages receives the init's own lines from the status port (c2vm-init: ...); nil = Stderr.
+	Messages io.Writer
+	// Stop asks the guest to stop the workload (its stop signal, then SIGKILL after the timeout) each
+	// time it receives. Cancel ctx to kill the VM at once.
+	Stop <-chan struct{}
+}
+
+// Disk is a raw disk image attached as a virtio block device.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+}
+
+// Network is QEMU user-mode networking with optional port forwards.
+type Network struct {
+	Forwards []Forward
+}
+
+// Forward publishes a guest port on the host.
+type Forward struct {
+	Proto     string // tcp | udp
+	HostIP    string // "" = 127.0.0.1
+	HostPort  int
+	GuestPort int
+}
+
+// Result is how the VM ended.
+type Result struct {
+	// ExitCode is the workload's exit status as reported by the guest init, or -1 when the guest
+	// ended without reporting one (then Err says why).
+	ExitCode int
+	// ConsoleTail is the end of the kernel console, for error messages.
+	ConsoleTail string
+	// Argv is the QEMU command line that ran.
+	Argv []string
+}
+
+// ErrNoStatus means the VM ended without the guest init reporting an exit status.
+var ErrNoStatus = errors.New("the VM ended without reporting the workload's exit status")
+
+const consoleTailLines = 30
+
+// Run boots the VM and waits for it to end. It returns the workload's exit status; an error means
+// c2vm or the VM failed (the Result still carries the console tail and argv for diagnosis).
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	dir, err := os.MkdirTemp("", "c2vm-vm-")
+	if err != nil {
+		return nil, fmt.Errorf("start vm: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	ports, err := listenPorts(dir, cfg.Stdin != nil)
+	if err != nil {
+		return nil, err
+	}
+	defer ports.close()
+	argv, err := Argv(cfg, ports.paths())
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{ExitCode: -1, Argv: argv}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var qemuErr strings.Builder
+	cmd.Stderr = &limitedWriter{w: &qemuErr, n: 8192}
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	relay := newRelay(cfg, ports)
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	err = waitVM(ctx, cmd, waitErr, cfg.Stop, relay)
+	ports.close()
+	relay.wait()
+	res.ConsoleTail = relay.console.String()
+	if code, ok := relay.exitCode(); ok {
+		res.ExitCode = code
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	return res, describeFailure(res.ConsoleTail, qemuErr.String())
+}
+
+// waitVM waits for QEMU to exit, forwarding stop requests and killing it when ctx ends.
+func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, stop <-chan struct{}, r *relay) error {
+	for {
+		select {
+		case err := <-waitErr:
+			var ee *exec.ExitError
+			if err != nil && !errors.As(err, &ee) {
+				return fmt.Errorf("qemu: %w", err)
+			}
+			return nil
+		case <-stop:
+			r.requestStop()
+		case <-ctx.Done():
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-waitErr
+			return ctx.Err()
+		}
+	}
+}
+
+func describeFailure(console, qemuStderr string) error {
+	switch {
+	case strings.Contains(console, "Kernel panic"):
+		return fmt.Errorf("%w: the guest kernel panicked: %s", ErrNoStatus, lastMatching(console, "Kernel panic"))
+	case strings.TrimSpace(qemuStderr) != "":
+		return fmt.Errorf("%w: qemu: %s", ErrNoStatus, lastLine(qemuStderr))
+	}
+	return ErrNoStatus
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func lastMatching(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+// KVMUsable reports whether /dev/kvm can be opened for the guest arch.
+func KVMUsable(arch string) bool {
+	if arch != "" && arch != runtime.GOARCH {
+		return false
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// ParseStatus parses a status line "c2vm-exit-status: N".
+func ParseStatus(line string) (int, bool) {
+	rest, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), bootcfg.StatusLinePrefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(rest))
+	if err != nil || n < 0 || n > 255 {
+		return 0, false
+	}
+	return n, true
+}
+
+// ports are the host ends of the guest's serial channels: QEMU connects to each as a client.
+type ports struct {
+	dir       string
+	listeners map[string]net.Listener
+	once      sync.Once
+}
+
+const (
+	portConsole = "console"
+	portStdout  = "stdout"
+	portStderr  = "stderr"
+	portStdin   = "stdin"
+	portStatus  = "status"
+)
+
+func listenPorts(dir string, stdin bool) (*ports, error) {
+	p := &ports{dir: dir, listeners: map[string]net.Listener{}}
+	names := []string{portConsole, portStdout, portStderr, portStatus}
+	if stdin {
+		names = append(names, portStdin)
+	}
+	for _, n := range names {
+		l, err := net.Listen("unix", filepath.Join(dir, n+".sock"))
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("start vm: listen %s: %w", n, err)
+		}
+		p.listeners[n] = l
+	}
+	return p, nil
+}
+
+func (p *ports) paths() map[string]string {
+	m := map[string]string{}
+	for n := range p.listeners {
+		m[n] = filepath.Join(p.dir, n+".sock")
+	}
+	return m
+}
+
+func (p *ports) close() {
+	p.once.Do(func() {
+		for _, l := range p.listeners {
+			l.Close()
+		}
+	})
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(b []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(b), l.n)
+		l.w.Write(b[:k])
+		l.n -= k
+	}
+	return len(b), nil
+}
+
+// scanLines calls fn for each line read from r.
+func scanLines(r io.Reader, fn func(string)) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fn(sc.Text())
+	}
+}
