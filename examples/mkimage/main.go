@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	_ "crypto/sha256" // digest.FromBytes
 	"encoding/json"
 	"flag"
 	"fmt"

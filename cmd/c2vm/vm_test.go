@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/initgen/assets"
+	"github.com/c2vm/c2vm/initgen/kernel"
+)
+
+// requireVM fails (in CI) or skips (locally) a VM test when QEMU, the kernel or the guest assets are
+// missing, saying what is missing.
+func requireVM(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("VM test: skipped with -short")
+	}
+	var missing []string
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		missing = append(missing, "qemu-system-x86_64 (Debian package qemu-system-x86)")
+	}
+	if _, err := kernel.Default(t.Context(), kernel.Options{}); err != nil {
+		missing = append(missing, "kernel: "+err.Error())
+	}
+	if _, err := assets.Find(); err != nil {
+		missing = append(missing, "guest assets: "+err.Error())
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		missing = append(missing, "/bin/busybox (Debian package busybox-static)")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "VM test needs: " + strings.Join(missing, "; ") + " — run `make test`, which installs them"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+var (
+	bundleOnce sync.Once
+	bundleDirs map[string]string
+	bundleErr  string
+	bundleRoot string
+)
+
+// testBundle converts the busybox test image once per rootfs format and returns the bundle dir.
+func testBundle(t *testing.T, format string) string {
+	t.Helper()
+	requireVM(t)
+	bundleOnce.Do(func() {
+		root, err := os.MkdirTemp("", "c2vm-vmtest-")
+		if err != nil {
+			bundleErr = err.Error()
+			return
+		}
+		bundleRoot = root
+		layout := filepath.Join(root, "oci")
+		busyboxImage(t, layout, ocispec.ImageConfig{
+			Entrypoint: []string{"/bin/sh", "-c"},
+			Cmd:        []string{"echo hello from $(id -un) in $(pwd)"},
+			Env:        []string{"GREETING=hi"},
+			WorkingDir: "/tmp",
+		})
+		bundleDirs = map[string]string{}
+		for _, f := range []string{"squashfs", "erofs", "initrd"} {
+			out := filepath.Join(root, f+".bundle")
+			code, _, stderr := c2vm(t, "", "convert", "--quiet", "--rootfs-format", f, "-o", out, "oci:"+layout+":test")
+			if code != 0 {
+				bundleErr = "convert " + f + ": " + stderr
+				return
+			}
+			bundleDirs[f] = out
+		}
+	})
+	if bundleErr != "" {
+		t.Fatal(bundleErr)
+	}
+	return bundleDirs[format]
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bundleRoot != "" {
+		os.RemoveAll(bundleRoot)
+	}
+	os.Exit(code)
+}
+
+// runVM boots a bundle with c2vm run and checks the exit status.
+func runVM(t *testing.T, wantCode int, args ...string) (string, string) {
+	t.Helper()
+	all := append([]string{"run", "--timeout", "120s"}, args...)
+	code, stdout, stderr := c2vm(t, "", all...)
+	if code != wantCode {
+		t.Fatalf("c2vm %s: exit %d, want %d\nstdout: %q\nstderr: %q", strings.Join(all, " "), code, wantCode, stdout, stderr)
+	}
+	return stdout, stderr
+}
+
+func TestVMRunFormats(t *testing.T) {
+	for _, format := range []string{"squashfs", "erofs", "initrd"} {
+		t.Run(format, func(t *testing.T) {
+			dir := testBundle(t, format)
+			stdout, _ := runVM(t, 0, dir)
+			if stdout != "hello from root in /tmp\n" {
+				t.Errorf("stdout = %q, want exactly the workload's line", stdout)
+			}
+		})
+	}
+}
+
+func TestVMExitStatus(t *testing.T) {
+	dir := testBundle(t, "squashfs")
+	tests := []struct {
+		name   string
+		script string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"exit code", "echo out; echo err >&2; exit 3", 3, "out\n", "err\n"},
+		{"killed by signal", "kill -KILL $$", 137, "", ""},
+		{"env and user override", "echo $GREETING $FOO $(id -u):$(id -g) $HOME", 0, "hi bar 1000:1000 /home/app\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{dir, "--", tt.script}
+			if tt.name == "env and user override" {
+				args = []string{"-e", "FOO=bar", "-u", "app", dir, "--", tt.script}
+			}
+			stdout, stderr := runVM(t, tt.code, args...)
+			if stdout != tt.stdout {
+				t.Errorf("stdout = %q, want %q", stdout, tt.stdout)
+			}
+			if tt.stderr != "" && stderr != tt.stderr {
+				t.Errorf("stderr = %q, want %q", stderr, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestVMInitFailure boots a bundle whose boot config names a rootfs device that does not exist: the
+// init must report one c2vm-init line and status 125, and the VM must end.
+func TestVMInitFailure(t *testing.T) {
+	src := testBundle(t, "squashfs")
+	dir := t.TempDir()
+	for _, f := range []string{"vmlinuz", "initrd.img", "rootfs.squashfs"} {
+		if err := os.Symlink(filepath.Join(src, f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := bundle.Read(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Boot.Container.Rootfs.Device = "/dev/vdz"
+	b, _ := json.Marshal(m)
+	if err := os.WriteFile(filepath.Join(dir, bundle.ManifestFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr := runVM(t, 125, dir)
+	if !strings.Contains(stderr, "c2vm-init: ") || !strings.Contains(stderr, "/dev/vdz") {
+		t.Errorf("stderr = %q, want a c2vm-init line naming /dev/vdz", stderr)
+	}
+}
