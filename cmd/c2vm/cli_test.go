@@ -1,0 +1,79 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/c2vm/c2vm/internal/vm"
+)
+
+func TestParseForward(t *testing.T) {
+	tests := []struct {
+		in   string
+		want vm.Forward
+		err  bool
+	}{
+		{"8080:80", vm.Forward{Proto: "tcp", HostPort: 8080, GuestPort: 80}, false},
+		{"127.0.0.2:8080:80/udp", vm.Forward{Proto: "udp", HostIP: "127.0.0.2", HostPort: 8080, GuestPort: 80}, false},
+		{"80", vm.Forward{}, true},
+		{"8080:80/sctp", vm.Forward{}, true},
+		{"0:80", vm.Forward{}, true},
+		{"a:b:c:d", vm.Forward{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parseForward(tt.in)
+		if (err != nil) != tt.err || (!tt.err && got != tt.want) {
+			t.Errorf("parseForward(%q) = %+v, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestRunEnv(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "env")
+	os.WriteFile(f, []byte("# comment\nA=1\n\nFROM_HOST\nB=two words\n"), 0o644)
+	t.Setenv("FROM_HOST", "h")
+	t.Setenv("C", "c")
+	got, err := runEnv([]string{f}, []string{"B=3", "C", "UNSET_VAR_XYZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"A=1", "FROM_HOST=h", "B=two words", "B=3", "C=c"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("env = %q, want %q", got, want)
+	}
+	os.WriteFile(f, []byte("=x\n"), 0o644)
+	if _, err := runEnv([]string{f}, nil); err == nil || !strings.Contains(err.Error(), ":1: empty variable name") {
+		t.Fatalf("bad env file: %v", err)
+	}
+}
+
+func TestCLIErrorsAreOneLine(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"convert", "-o", filepath.Join(dir, "b")}, "want exactly one IMAGE"},
+		{[]string{"convert", "-o", filepath.Join(dir, "b"), "--rootfs-format", "ext9", "oci:" + dir}, "unknown rootfs format"},
+		{[]string{"inspect", dir}, "not a c2vm bundle"},
+		{[]string{"run", dir}, "not a c2vm bundle"},
+		{[]string{"run", "--network", "bridge", dir}, "--network"},
+		{[]string{"run", "-p", "80", dir}, "--publish"},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := c2vm(t, "", tt.args...)
+		if code != ExitFailure || stdout != "" {
+			t.Errorf("%v: exit %d stdout %q, want 125 and no output", tt.args, code, stdout)
+		}
+		if !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "c2vm: ") {
+			t.Errorf("%v: stderr = %q, want one line containing %q", tt.args, stderr, tt.want)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("%v: left files behind in %s", tt.args, dir)
+		}
+	}
+}

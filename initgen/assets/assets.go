@@ -1,0 +1,77 @@
+// Package assets locates the guest-side binaries c2vm puts into every initrd: the guest init
+// (c2vm-init) and a static runc, both for the host architecture. A c2vm built with
+// `-tags c2vm_embed` (what `make build` does) carries them inside; otherwise they are looked up
+// in $C2VM_LIBDIR, next to the executable, and in ../lib/c2vm relative to it.
+package assets
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/c2vm/c2vm/initgen"
+)
+
+// File names of the assets, in a lib dir and in files/ for embedding.
+const (
+	InitName = "c2vm-init"
+	RuncName = "runc"
+)
+
+// EnvLibDir names the environment variable with a directory holding c2vm-init and runc.
+const EnvLibDir = "C2VM_LIBDIR"
+
+// Assets are the guest init and runc: embedded bytes (Data) or host files (Source), ready for
+// initgen.Options.
+type Assets struct {
+	Init, Runc initgen.Blob
+	// Where says where they came from: "embedded" or a directory.
+	Where string
+}
+
+// Find returns the guest init and static runc: embedded when built with -tags c2vm_embed, else
+// from $C2VM_LIBDIR, else next to the executable or in its ../lib/c2vm.
+func Find() (Assets, error) {
+	if a, ok := embedded(); ok {
+		return a, nil
+	}
+	dirs, err := searchDirs()
+	if err != nil {
+		return Assets{}, err
+	}
+	for _, d := range dirs {
+		if a, ok := inDir(d); ok {
+			return a, nil
+		}
+	}
+	return Assets{}, fmt.Errorf("guest init (%s) and static runc not found (looked in %v): run `make build` or set %s to a directory holding %s and %s",
+		InitName, dirs, EnvLibDir, InitName, RuncName)
+}
+
+func searchDirs() ([]string, error) {
+	if d := os.Getenv(EnvLibDir); d != "" {
+		return []string{d}, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find guest init: %w", err)
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	dir := filepath.Dir(exe)
+	return []string{dir, filepath.Join(dir, "..", "lib", "c2vm")}, nil
+}
+
+func inDir(dir string) (Assets, bool) {
+	initPath, runcPath := filepath.Join(dir, InitName), filepath.Join(dir, RuncName)
+	if !isFile(initPath) || !isFile(runcPath) {
+		return Assets{}, false
+	}
+	return Assets{Init: initgen.Blob{Source: initPath}, Runc: initgen.Blob{Source: runcPath}, Where: dir}, true
+}
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}

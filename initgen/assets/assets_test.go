@@ -1,0 +1,84 @@
+package assets
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeAssets(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestFindLibDir(t *testing.T) {
+	if Embedded {
+		t.Skip("built with -tags c2vm_embed: the embedded assets win")
+	}
+	dir := t.TempDir()
+	writeAssets(t, dir, InitName, RuncName)
+	t.Setenv(EnvLibDir, dir)
+	a, err := Find()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Where != dir || a.Init.Source != filepath.Join(dir, InitName) || a.Runc.Source != filepath.Join(dir, RuncName) ||
+		a.Init.Data != nil || a.Runc.Data != nil {
+		t.Errorf("Find = %+v", a)
+	}
+}
+
+func TestFindMissing(t *testing.T) {
+	if Embedded {
+		t.Skip("built with -tags c2vm_embed: the embedded assets win")
+	}
+	dir := t.TempDir()
+	writeAssets(t, dir, InitName) // runc missing
+	t.Setenv(EnvLibDir, dir)
+	_, err := Find()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{"make build", EnvLibDir, dir} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error is not one line: %q", err)
+	}
+}
+
+// TestFindNextToExecutable puts the assets in ../lib/c2vm relative to the test binary.
+func TestFindNextToExecutable(t *testing.T) {
+	if Embedded {
+		t.Skip("built with -tags c2vm_embed: the embedded assets win")
+	}
+	t.Setenv(EnvLibDir, "")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ = filepath.EvalSymlinks(exe)
+	lib := filepath.Join(filepath.Dir(exe), "..", "lib", "c2vm")
+	if _, err := os.Stat(lib); err == nil {
+		t.Skipf("%s exists already; not touching it", lib)
+	}
+	writeAssets(t, lib, InitName, RuncName)
+	t.Cleanup(func() { os.RemoveAll(filepath.Join(filepath.Dir(exe), "..", "lib")) })
+	a, err := Find()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Where != lib || a.Runc.Source != filepath.Join(lib, RuncName) {
+		t.Errorf("Find = %+v, want assets from %s", a, lib)
+	}
+}

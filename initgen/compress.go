@@ -1,0 +1,46 @@
+package initgen
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compressions Write supports; the Debian kernels decompress both.
+const (
+	Zstd = "zstd"
+	Gzip = "gzip"
+)
+
+// zstdWindow bounds the zstd window so that the kernel's initramfs decompressor, which allocates
+// the window up front, needs little memory in small guests.
+const zstdWindow = 4 << 20
+
+// compressor wraps w in a deterministic compressor: a fixed level, one goroutine, a bounded
+// window and no single-segment frames for zstd; no name and no mtime in the gzip header.
+func compressor(w io.Writer, compression string) (io.WriteCloser, error) {
+	switch compression {
+	case "", Zstd:
+		zw, err := zstd.NewWriter(w,
+			zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(zstdWindow),
+			zstd.WithSingleSegment(false),
+			zstd.WithEncoderCRC(true))
+		if err != nil {
+			return nil, fmt.Errorf("initrd: zstd: %w", err)
+		}
+		return zw, nil
+	case Gzip:
+		gw, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
+		if err != nil {
+			return nil, fmt.Errorf("initrd: gzip: %w", err)
+		}
+		gw.ModTime = time.Unix(0, 0) // the zero time.Time would be written as a bogus date
+		return gw, nil
+	}
+	return nil, fmt.Errorf("initrd: unknown compression %q (want zstd or gzip)", compression)
+}

@@ -1,0 +1,156 @@
+// Package kernel finds a Linux kernel and its modules for a VM bundle. It accepts a Debian or
+// Ubuntu kernel package (.deb, read in Go and unpacked once into a cache), a metapackage whose
+// real kernel package lies beside it, a directory holding boot/vmlinuz-<version> and
+// lib/modules/<version>/, or a bare vmlinuz together with a modules directory.
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Kernel is a kernel image and the module tree that belongs to it.
+type Kernel struct {
+	Version    string // e.g. "6.1.0-56-cloud-amd64"
+	Vmlinuz    string // path to the kernel image
+	ModulesDir string // path to lib/modules/<Version>
+	Source     string // what the user gave (for bundle.json)
+	Package    string // the .deb's file name when the kernel came from a package
+}
+
+// Options tunes Load and Default. The zero value is the sensible default.
+type Options struct {
+	// CacheDir holds unpacked kernel packages (CacheDir/kernels/<sha256 of the .deb>/) and the
+	// packages `make kernel` downloads (CacheDir/kernel/). "" means DefaultCacheDir().
+	CacheDir string
+	// ModulesDir is the module tree for a bare vmlinuz: lib/modules/<version> or its parent.
+	ModulesDir string
+}
+
+// EnvKernel names the environment variable Default reads first.
+const EnvKernel = "C2VM_KERNEL"
+
+// DefaultCacheDir returns $XDG_CACHE_HOME/c2vm, or ~/.cache/c2vm when XDG_CACHE_HOME is unset.
+func DefaultCacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find cache dir: %w", err)
+	}
+	return filepath.Join(d, "c2vm"), nil
+}
+
+func (o Options) cacheDir() (string, error) {
+	if o.CacheDir != "" {
+		return o.CacheDir, nil
+	}
+	return DefaultCacheDir()
+}
+
+// Load finds the kernel that src names: a kernel .deb (or a metapackage .deb with its kernel
+// package beside it), a directory with boot/vmlinuz-* and lib/modules/<version>/, or a vmlinuz
+// file together with opts.ModulesDir.
+func Load(ctx context.Context, src string, opts Options) (*Kernel, error) {
+	k, err := load(ctx, src, opts)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", src, err)
+	}
+	k.Source = src
+	return k, nil
+}
+
+func load(ctx context.Context, src string, opts Options) (*Kernel, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return fromDir(src)
+	}
+	isDeb, err := hasArMagic(src)
+	if err != nil {
+		return nil, err
+	}
+	if isDeb {
+		return fromDeb(ctx, src, opts)
+	}
+	return fromVmlinuz(src, opts.ModulesDir)
+}
+
+// Default returns $C2VM_KERNEL when set, else the newest kernel package in CacheDir/kernel/
+// (where `make kernel` puts it), else an error saying how to get one.
+func Default(ctx context.Context, opts Options) (*Kernel, error) {
+	if src := os.Getenv(EnvKernel); src != "" {
+		return Load(ctx, src, opts)
+	}
+	cache, err := opts.cacheDir()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cache, "kernel")
+	deb, err := newestDeb(dir)
+	if err != nil {
+		return nil, err
+	}
+	if deb == "" {
+		return nil, errors.New(noKernelHelp(dir))
+	}
+	return Load(ctx, deb, opts)
+}
+
+func noKernelHelp(dir string) string {
+	return fmt.Sprintf("no kernel: pass --kernel or set %s, run `make kernel`, or download Debian's cloud kernel "+
+		"into %s: mkdir -p %s && cd %s && apt-get download linux-image-cloud-amd64 "+
+		"$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/^ *Depends: //p')",
+		EnvKernel, dir, dir, dir)
+}
+
+// newestDeb returns the newest linux-image-*.deb in dir ("" when there is none), preferring real
+// kernel packages (linux-image-<digit>...) over metapackages.
+func newestDeb(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look for kernel packages: %w", err)
+	}
+	var best string
+	bestReal := false
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.HasPrefix(n, "linux-image-") || !strings.HasSuffix(n, ".deb") {
+			continue
+		}
+		rest := strings.TrimPrefix(n, "linux-image-")
+		real := rest != "" && rest[0] >= '0' && rest[0] <= '9'
+		if best == "" || (real && !bestReal) || (real == bestReal && compareNatural(n, best) > 0) {
+			best, bestReal = n, real
+		}
+	}
+	if best == "" {
+		return "", nil
+	}
+	return filepath.Join(dir, best), nil
+}
+
+// hasArMagic reports whether the file starts like an ar archive (a .deb).
+func hasArMagic(p string) (bool, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	var b [len(arMagic)]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return false, nil
+		}
+		return false, err
+	}
+	return string(b[:]) == arMagic, nil
+}

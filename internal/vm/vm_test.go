@@ -1,0 +1,71 @@
+package vm
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseStatus(t *testing.T) {
+	tests := []struct {
+		line string
+		code int
+		ok   bool
+	}{
+		{"c2vm-exit-status: 0", 0, true},
+		{"c2vm-exit-status: 137\r\n", 137, true},
+		{"c2vm-exit-status: 256", 0, false},
+		{"c2vm-exit-status: -1", 0, false},
+		{"c2vm-exit-status: x", 0, false},
+		{"c2vm-init: rootfs: no device", 0, false},
+		{"prefix c2vm-exit-status: 3", 0, false},
+	}
+	for _, tt := range tests {
+		code, ok := ParseStatus(tt.line)
+		if code != tt.code || ok != tt.ok {
+			t.Errorf("ParseStatus(%q) = %d, %v; want %d, %v", tt.line, code, ok, tt.code, tt.ok)
+		}
+	}
+}
+
+func TestArgv(t *testing.T) {
+	cfg := Config{
+		QEMU: "/usr/bin/qemu-system-x86_64", Kernel: "/b/vmlinuz", Initrd: "/t/initrd", Cmdline: "console=ttyS0",
+		Disks:     []Disk{{Path: "/b/rootfs.squashfs", ReadOnly: true}},
+		MemoryMiB: 64, CPUs: 2, Accel: "tcg",
+		Network: &Network{Forwards: []Forward{{HostPort: 8080, GuestPort: 80}, {Proto: "udp", HostIP: "0.0.0.0", HostPort: 53, GuestPort: 5353}}},
+	}
+	socks := map[string]string{portConsole: "/s/con", portStdout: "/s/out", portStderr: "/s/err", portStatus: "/s/status"}
+	argv, err := Argv(cfg, socks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(argv, " ")
+	for _, want := range []string{
+		"-m 64 -smp 2", "-no-reboot", "-accel tcg", "-kernel /b/vmlinuz -initrd /t/initrd -append console=ttyS0",
+		"socket,id=con,path=/s/con -serial chardev:con",
+		"virtserialport,bus=vser.0,chardev=stdout,name=c2vm.stdout",
+		"virtserialport,bus=vser.0,chardev=status,name=c2vm.status",
+		"id=disk0,file=/b/rootfs.squashfs,format=raw,if=none,readonly=on",
+		"hostfwd=tcp:127.0.0.1:8080-:80", "hostfwd=udp:0.0.0.0:53-:5353",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("argv lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "c2vm.stdin") {
+		t.Errorf("argv has a stdin port without Stdin:\n%s", got)
+	}
+}
+
+func TestTailKeepsLastLines(t *testing.T) {
+	var tl tail
+	for i := 0; i < 5000; i++ {
+		tl.Write([]byte("line\r\n"))
+	}
+	tl.Write([]byte("last one\r\n"))
+	s := tl.String()
+	lines := strings.Split(s, "\n")
+	if len(lines) != consoleTailLines || lines[len(lines)-1] != "last one" || strings.Contains(s, "\r") {
+		t.Fatalf("tail = %d lines ending %q", len(lines), lines[len(lines)-1])
+	}
+}
