@@ -1,0 +1,190 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+)
+
+// maxTarMembers bounds the index of an archive; real image archives have a few hundred members.
+const maxTarMembers = 1 << 20
+
+// member is one regular file of an indexed tar: its data's offset and size in the archive.
+type member struct {
+	off, size int64
+}
+
+// tarStore serves the regular files of an uncompressed tar archive from the open file, without
+// copying them. Symlinks and hardlinks between members (old `docker save` links repeated layers)
+// are resolved inside the archive at index time.
+type tarStore struct {
+	file    string
+	f       *os.File
+	members map[string]member
+}
+
+// countingReader counts the bytes read and seeked over, so the offset of each member's data is
+// known right after tar.Reader.Next returns. It passes Seek through so tar skips member data
+// without reading it.
+type countingReader struct {
+	f   *os.File
+	pos int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.f.Read(p)
+	c.pos += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Seek(off int64, whence int) (int64, error) {
+	pos, err := c.f.Seek(off, whence)
+	if err == nil {
+		c.pos = pos
+	}
+	return pos, err
+}
+
+func openTarStore(file string) (*tarStore, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("open image archive: %w", err)
+	}
+	s := &tarStore{file: file, f: f}
+	if err := s.index(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read image archive %s: %w", file, err)
+	}
+	return s, nil
+}
+
+// compressedMagic names compression formats by their leading bytes.
+var compressedMagic = []struct {
+	magic []byte
+	name  string
+}{
+	{[]byte{0x1f, 0x8b}, "gzip"},
+	{[]byte{0x28, 0xb5, 0x2f, 0xfd}, "zstd"},
+	{[]byte{0xfd, '7', 'z', 'X', 'Z', 0}, "xz"},
+	{[]byte("BZh"), "bzip2"},
+}
+
+func sniffCompression(head []byte) string {
+	for _, m := range compressedMagic {
+		if bytes.HasPrefix(head, m.magic) {
+			return m.name
+		}
+	}
+	return ""
+}
+
+func (s *tarStore) index() error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return errors.New("not a regular file")
+	}
+	head := make([]byte, 8)
+	n, _ := s.f.ReadAt(head, 0)
+	if c := sniffCompression(head[:n]); c != "" {
+		return fmt.Errorf("the archive is %s-compressed; decompress it first (e.g. `%s -d`) and pass the .tar", c, map[string]string{"gzip": "gzip", "zstd": "zstd", "xz": "xz", "bzip2": "bzip2"}[c])
+	}
+	s.members = map[string]member{}
+	links := map[string]string{}
+	cr := &countingReader{f: s.f}
+	tr := tar.NewReader(cr)
+	for count := 0; ; count++ {
+		if count > maxTarMembers {
+			return fmt.Errorf("more than %d members", maxTarMembers)
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("not a valid tar archive: %w", err)
+		}
+		if err := s.add(h, cr.pos, st.Size(), links); err != nil {
+			return err
+		}
+	}
+	return s.resolveLinks(links)
+}
+
+func (s *tarStore) add(h *tar.Header, off, fileSize int64, links map[string]string) error {
+	name, err := cleanMember(h.Name)
+	if err != nil {
+		// Members with odd names cannot be blobs we look up; skip them rather than fail.
+		return nil
+	}
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // TypeRegA appears in old archives
+		if off+h.Size > fileSize {
+			return fmt.Errorf("member %s is truncated (archive ends before its %d bytes)", name, h.Size)
+		}
+		s.members[name] = member{off: off, size: h.Size}
+		delete(links, name)
+	case tar.TypeSymlink:
+		links[name] = path.Join(path.Dir(name), h.Linkname)
+		delete(s.members, name)
+	case tar.TypeLink:
+		links[name] = h.Linkname
+		delete(s.members, name)
+	}
+	return nil
+}
+
+// resolveLinks turns symlinks and hardlinks between members into aliases of the regular member
+// they lead to; links leaving the archive or looping are dropped (a lookup then fails clearly).
+func (s *tarStore) resolveLinks(links map[string]string) error {
+	for name := range links {
+		target := name
+		for hops := 0; hops < 16; hops++ {
+			next, isLink := links[target]
+			if !isLink {
+				break
+			}
+			n, err := cleanMember(next)
+			if err != nil {
+				target = ""
+				break
+			}
+			target = n
+		}
+		if m, ok := s.members[target]; ok {
+			s.members[name] = m
+		}
+	}
+	return nil
+}
+
+func (s *tarStore) open(name string) (io.ReadCloser, int64, error) {
+	n, err := cleanMember(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	m, ok := s.members[n]
+	if !ok {
+		return nil, 0, notFound(s, n)
+	}
+	return io.NopCloser(io.NewSectionReader(s.f, m.off, m.size)), m.size, nil
+}
+
+func (s *tarStore) has(name string) bool {
+	n, err := cleanMember(name)
+	if err != nil {
+		return false
+	}
+	_, ok := s.members[n]
+	return ok
+}
+
+func (s *tarStore) where() string { return "archive " + s.file }
+
+func (s *tarStore) Close() error { return s.f.Close() }

@@ -1,0 +1,220 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/c2vm/c2vm/convert/flatten"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// writeInitrd writes the tree as a compressed newc cpio with every path under the prefix, ready
+// to be appended to an initrd (the kernel unpacks concatenated, separately compressed archives).
+// Hardlinks share an inode number and link count, the content travelling with the first name, as
+// the kernel's initramfs unpacker expects. Xattrs are dropped: newc has no place for them.
+func writeInitrd(ctx context.Context, img *image, out string, opts Options, mtime int64) error {
+	prefix, err := cleanPrefix(opts.Prefix)
+	if err != nil {
+		return err
+	}
+	byPath, err := img.index()
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	zw, err := compressor(bw, opts.Compression)
+	if err == nil {
+		err = writeCpio(ctx, img, byPath, zw, prefix, mtime)
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// cleanPrefix validates Options.Prefix: a relative directory path without "..".
+func cleanPrefix(p string) (string, error) {
+	if p == "" {
+		return DefaultPrefix, nil
+	}
+	c := strings.Trim(path.Clean("/"+p), "/")
+	if c == "" || strings.Contains(p, "..") {
+		return "", fmt.Errorf("invalid initrd prefix %q: want a directory such as %q", p, DefaultPrefix)
+	}
+	return c, nil
+}
+
+func compressor(w io.Writer, comp string) (io.WriteCloser, error) {
+	switch comp {
+	case "", "zstd":
+		// One goroutine: the output must not depend on the machine's core count.
+		return zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	case "gzip":
+		return gzip.NewWriterLevel(w, gzip.DefaultCompression)
+	case "none":
+		return nopCloser{w}, nil
+	}
+	return nil, fmt.Errorf("unknown initrd compression %q (want zstd, gzip or none)", comp)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// writeCpio writes the prefix directories (0755 root:root; the last one carries the tree root's
+// attributes), the entries in tree order, and the trailer.
+func writeCpio(ctx context.Context, img *image, byPath map[string]*flatten.Entry, w io.Writer, prefix string, mtime int64) error {
+	cw := cpio.Newc.Writer(w)
+	ino := uint64(0)
+	parts := strings.Split(prefix, "/")
+	for i := range parts {
+		ino++
+		info := cpio.Info{Ino: ino, Mode: cpio.S_IFDIR | 0o755, NLink: 2, MTime: uint64(mtime), Name: strings.Join(parts[:i+1], "/")}
+		if i == len(parts)-1 {
+			info = cpioInfo(&img.root, ino, 2, info.Name)
+		}
+		if err := cw.WriteRecord(cpio.Record{Info: info}); err != nil {
+			return fmt.Errorf("%s: %w", info.Name, err)
+		}
+	}
+	links := linkCounts(img, byPath)
+	inos := make(map[*flatten.Entry]uint64)
+	for _, e := range img.entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ino++
+		rec, err := cpioRecord(ctx, img, byPath, e, prefix+"/"+e.Path, ino, links, inos)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		if err := cw.WriteRecord(rec); err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+	}
+	return cpio.WriteTrailer(cw)
+}
+
+// linkCounts counts the names of each regular file that has hardlinks.
+func linkCounts(img *image, byPath map[string]*flatten.Entry) map[*flatten.Entry]uint64 {
+	n := make(map[*flatten.Entry]uint64)
+	for _, e := range img.entries {
+		if e.Type != tar.TypeLink {
+			continue
+		}
+		if t, _ := linkTarget(byPath, e); isReg(t) {
+			if n[t] == 0 {
+				n[t] = 1
+			}
+			n[t]++
+		}
+	}
+	return n
+}
+
+// cpioRecord returns the record for entry e written as name.
+func cpioRecord(ctx context.Context, img *image, byPath map[string]*flatten.Entry, e *flatten.Entry, name string, ino uint64, links, inos map[*flatten.Entry]uint64) (cpio.Record, error) {
+	if e.Type == tar.TypeLink {
+		t, _ := linkTarget(byPath, e) // checked by index
+		if !isReg(t) {
+			// The kernel only links regular files: other types become a copy of the target.
+			return cpioRecord(ctx, img, byPath, t, name, ino, links, inos)
+		}
+		return cpio.Record{Info: cpioInfo(t, inos[t], links[t], name)}, nil // content went with the target
+	}
+	nlink := uint64(1)
+	switch {
+	case e.Type == tar.TypeDir:
+		nlink = 2
+	case links[e] > 0:
+		nlink = links[e]
+		inos[e] = ino
+	}
+	info := cpioInfo(e, ino, nlink, name)
+	rec := cpio.Record{Info: info}
+	switch {
+	case e.Type == tar.TypeSymlink:
+		rec.ReaderAt = strings.NewReader(e.Linkname)
+	case isReg(e) && e.Size > 0:
+		rec.ReaderAt = &seqReaderAt{r: &lazyReader{ctx: ctx, src: img.src, e: e}}
+	}
+	return rec, nil
+}
+
+func cpioInfo(e *flatten.Entry, ino, nlink uint64, name string) cpio.Info {
+	sec, _ := unixTime(e.ModTime)
+	info := cpio.Info{
+		Ino:   ino,
+		Mode:  cpioType(e.Type) | uint64(e.Mode&0o7777),
+		UID:   uint64(e.UID),
+		GID:   uint64(e.GID),
+		NLink: nlink,
+		MTime: sec,
+		Name:  name,
+	}
+	switch e.Type {
+	case tar.TypeReg, tar.TypeRegA:
+		info.FileSize = uint64(e.Size)
+	case tar.TypeSymlink:
+		info.FileSize = uint64(len(e.Linkname))
+	case tar.TypeChar, tar.TypeBlock:
+		info.Rmajor, info.Rminor = uint64(e.Devmajor), uint64(e.Devminor)
+	}
+	return info
+}
+
+func cpioType(t byte) uint64 {
+	switch t {
+	case tar.TypeDir:
+		return cpio.S_IFDIR
+	case tar.TypeSymlink:
+		return cpio.S_IFLNK
+	case tar.TypeChar:
+		return cpio.S_IFCHR
+	case tar.TypeBlock:
+		return cpio.S_IFBLK
+	case tar.TypeFifo:
+		return cpio.S_IFIFO
+	}
+	return cpio.S_IFREG
+}
+
+func isReg(e *flatten.Entry) bool {
+	return e != nil && (e.Type == tar.TypeReg || e.Type == tar.TypeRegA)
+}
+
+// seqReaderAt serves the sequential ReadAt calls cpio's writer makes from a plain reader, and
+// closes it at EOF or when the writer closes it.
+type seqReaderAt struct {
+	r   *lazyReader
+	off int64
+}
+
+func (s *seqReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off != s.off {
+		return 0, fmt.Errorf("non-sequential read at %d (expected %d)", off, s.off)
+	}
+	n, err := s.r.Read(p)
+	s.off += int64(n)
+	return n, err
+}
+
+func (s *seqReaderAt) Close() error { return s.r.Close() }

@@ -1,0 +1,174 @@
+package rootfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// errNoSqfstar is returned when sqfstar is not on PATH.
+var errNoSqfstar = errors.New("sqfstar not found: install Debian package squashfs-tools")
+
+// sqfsCompression maps Options.Compression to sqfstar arguments. sqfstar 4.5.1 rejects every
+// compressor option (-Xcompression-level N fails with "missing compression level"), so each
+// compressor runs at its default level (zstd 15, gzip 9).
+var sqfsCompression = map[string][]string{
+	"":     {"-comp", "zstd"},
+	"zstd": {"-comp", "zstd"},
+	"gzip": {"-comp", "gzip"},
+	"lz4":  {"-comp", "lz4"},
+	"xz":   {"-comp", "xz"},
+	"none": {"-noI", "-noD", "-noF", "-noX"},
+}
+
+// writeSquashfs pipes the tree's canonical tar stream into sqfstar. The stream already respects
+// sqfstar 4.5.1's quirks: no duplicate names (it keeps the first), every hardlink after its target
+// (it crashes otherwise), no "./" entry (it ignores it). The root's mode goes on the command line
+// (sqfstar makes it 0777 otherwise); sqfstar 4.5.1 ignores -root-uid and -root-gid (passed anyway
+// for later versions), so there the root directory is owned by 0:0.
+//
+// The filesystem time and the root directory's mtime are max(mtime, newest mtime in the tree)
+// (see sqfstarEnv); with a tree mtime in the future (after the wall clock) sqfstar stamps the
+// root with the current time and the image is not reproducible.
+func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int64) error {
+	compArgs, ok := sqfsCompression[comp]
+	if !ok {
+		return fmt.Errorf("unknown squashfs compression %q (want zstd, gzip, lz4, xz or none)", comp)
+	}
+	bin, err := exec.LookPath("sqfstar")
+	if err != nil {
+		return errNoSqfstar
+	}
+	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, sqfstarArgs(img, out, compArgs)...)
+	cmd.Env = sqfstarEnv(os.Environ(), sqfsEpoch(img, mtime))
+	cmd.WaitDelay = 10 * time.Second
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start sqfstar: %w", err)
+	}
+	pipe := &pipeWriter{w: stdin}
+	done := make(chan error, 1)
+	go func() {
+		err := img.src.WriteTar(ctx, pipe)
+		if cerr := stdin.Close(); err == nil && cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+			err = cerr
+		}
+		done <- err
+	}()
+	waitErr := cmd.Wait()
+	tarErr := <-done
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case tarErr != nil && pipe.failed() == nil:
+		// The tree failed, not the pipe: that is the cause, whatever sqfstar made of the short input.
+		return fmt.Errorf("write tar stream: %w", tarErr)
+	case waitErr != nil:
+		return fmt.Errorf("sqfstar: %w: %s", waitErr, stderr.lastLine())
+	case tarErr != nil:
+		return fmt.Errorf("write tar stream: %w", tarErr)
+	}
+	return nil
+}
+
+func sqfstarArgs(img *image, out string, compArgs []string) []string {
+	args := []string{
+		"-quiet", "-no-progress", "-reproducible", "-exit-on-error", "-xattrs",
+		"-root-mode", strconv.FormatInt(img.root.Mode&0o7777, 8),
+		"-root-uid", strconv.Itoa(img.root.UID),
+		"-root-gid", strconv.Itoa(img.root.GID),
+	}
+	args = append(args, compArgs...)
+	return append(args, out)
+}
+
+// sqfstarEnv returns env with SOURCE_DATE_EPOCH set to epoch, the only way to fix sqfstar
+// 4.5.1's timestamps: it ignores -root-time and stamps the root with the current time, and
+// refuses -mkfs-time together with SOURCE_DATE_EPOCH. epoch is at least the newest mtime in the
+// tree, because sqfstar clamps newer file times to it.
+func sqfstarEnv(env []string, epoch int64) []string {
+	var kept []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "SOURCE_DATE_EPOCH=") {
+			kept = append(kept, kv)
+		}
+	}
+	return append(kept, "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10))
+}
+
+// sqfsEpoch is max(mkfs time, root and entry mtimes), clamped to squashfs' 32-bit times.
+func sqfsEpoch(img *image, mtime int64) int64 {
+	newest := max(mtime, img.root.ModTime.Unix())
+	for _, e := range img.entries {
+		newest = max(newest, e.ModTime.Unix())
+	}
+	return clamp32(newest)
+}
+
+func clamp32(n int64) int64 { return max(0, min(n, 1<<32-1)) }
+
+// pipeWriter records whether writing to the child's stdin failed (the child exited early).
+type pipeWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (p *pipeWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if err != nil {
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+	}
+	return n, err
+}
+
+func (p *pipeWriter) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+// lastLine returns the last non-empty line written, or a note that there was none.
+func (t *tailBuffer) lastLine() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
+	if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
+		return last
+	}
+	return "(no output)"
+}
