@@ -1,6 +1,8 @@
 package image
 
 import (
+	"github.com/containerd/containerd/v2/core/images"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -184,17 +186,17 @@ func dockerLayer(s store, lp string, diffID digest.Digest, sources map[digest.Di
 	desc := ocispec.Descriptor{Size: size}
 	switch c := sniffCompression(head[:n]); c {
 	case "":
-		desc.MediaType = MediaTypeDockerSchema2Layer
+		desc.MediaType = images.MediaTypeDockerSchema2Layer
 	case "gzip":
-		desc.MediaType = MediaTypeDockerSchema2LayerGzip
+		desc.MediaType = images.MediaTypeDockerSchema2LayerGzip
 	case "zstd":
-		desc.MediaType = MediaTypeDockerSchema2LayerZstd
+		desc.MediaType = images.MediaTypeDockerSchema2LayerZstd
 	default:
 		return Layer{}, "", fmt.Errorf("layer %s (%s): %s-compressed layers are not supported", diffID, p, c)
 	}
 	if d, ok := pathDigest(p); ok {
 		desc.Digest = d
-	} else if desc.MediaType == MediaTypeDockerSchema2Layer {
+	} else if desc.MediaType == images.MediaTypeDockerSchema2Layer {
 		desc.Digest = diffID
 	} else if desc.Digest, err = hashMember(s, p); err != nil {
 		return Layer{}, "", fmt.Errorf("layer %s: %w", diffID, err)
@@ -214,8 +216,8 @@ func hashMember(s store, p string) (digest.Digest, error) {
 // synthManifestDigest gives a docker-archive image a stable identity: the digest of the Docker v2
 // manifest that describes its config and layers.
 func synthManifestDigest(img *Image, cfgSize int64) (digest.Digest, error) {
-	m := ocispec.Manifest{MediaType: MediaTypeDockerSchema2Manifest,
-		Config: ocispec.Descriptor{MediaType: MediaTypeDockerSchema2Config, Digest: img.ConfigDigest, Size: cfgSize}}
+	m := ocispec.Manifest{MediaType: images.MediaTypeDockerSchema2Manifest,
+		Config: ocispec.Descriptor{MediaType: images.MediaTypeDockerSchema2Config, Digest: img.ConfigDigest, Size: cfgSize}}
 	m.SchemaVersion = 2
 	for _, l := range img.Layers {
 		m.Layers = append(m.Layers, l.Desc)

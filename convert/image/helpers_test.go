@@ -1,6 +1,8 @@
 package image
 
 import (
+	"github.com/containerd/containerd/v2/core/images"
+
 	"bytes"
 	"context"
 	"io"
@@ -34,9 +36,9 @@ func testImage(t testing.TB, name, plat string, mediaType string) imagetest.Imag
 func compress(t testing.TB, data []byte, mediaType string) imagetest.Layer {
 	t.Helper()
 	switch mediaType {
-	case ocispec.MediaTypeImageLayerGzip, MediaTypeDockerSchema2LayerGzip:
+	case ocispec.MediaTypeImageLayerGzip, images.MediaTypeDockerSchema2LayerGzip:
 		return imagetest.Layer{Data: imagetest.Gzip(t, data), MediaType: mediaType}
-	case ocispec.MediaTypeImageLayerZstd, MediaTypeDockerSchema2LayerZstd:
+	case ocispec.MediaTypeImageLayerZstd, images.MediaTypeDockerSchema2LayerZstd:
 		return imagetest.Layer{Data: imagetest.Zstd(t, data), MediaType: mediaType}
 	}
 	return imagetest.Layer{Data: data, MediaType: mediaType}

@@ -1,25 +1,12 @@
 package image
 
 import (
+	"github.com/containerd/containerd/v2/core/images"
+
 	"fmt"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-)
-
-// Docker media types, with the names and values of containerd's core/images constants. They are
-// repeated here because importing core/images pulls in containerd/errdefs, which the module does
-// not otherwise need.
-const (
-	MediaTypeDockerSchema2Layer            = "application/vnd.docker.image.rootfs.diff.tar"
-	MediaTypeDockerSchema2LayerForeign     = "application/vnd.docker.image.rootfs.foreign.diff.tar"
-	MediaTypeDockerSchema2LayerGzip        = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-	MediaTypeDockerSchema2LayerZstd        = "application/vnd.docker.image.rootfs.diff.tar.zstd"
-	MediaTypeDockerSchema2LayerForeignGzip = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-	MediaTypeDockerSchema2Config           = "application/vnd.docker.container.image.v1+json"
-	MediaTypeDockerSchema2Manifest         = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerSchema2ManifestList     = "application/vnd.docker.distribution.manifest.list.v2+json"
-	MediaTypeDockerSchema1Manifest         = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 )
 
 // Compression of a layer blob.
@@ -40,13 +27,13 @@ func (c Compression) String() string {
 // c2vm cannot read (foreign, non-distributable, encrypted, unknown).
 func LayerCompression(mediaType string) (Compression, error) {
 	switch mediaType {
-	case ocispec.MediaTypeImageLayer, MediaTypeDockerSchema2Layer:
+	case ocispec.MediaTypeImageLayer, images.MediaTypeDockerSchema2Layer:
 		return Uncompressed, nil
-	case ocispec.MediaTypeImageLayerGzip, MediaTypeDockerSchema2LayerGzip:
+	case ocispec.MediaTypeImageLayerGzip, images.MediaTypeDockerSchema2LayerGzip:
 		return Gzip, nil
-	case ocispec.MediaTypeImageLayerZstd, MediaTypeDockerSchema2LayerZstd:
+	case ocispec.MediaTypeImageLayerZstd, images.MediaTypeDockerSchema2LayerZstd:
 		return Zstd, nil
-	case MediaTypeDockerSchema2LayerForeign, MediaTypeDockerSchema2LayerForeignGzip:
+	case images.MediaTypeDockerSchema2LayerForeign, images.MediaTypeDockerSchema2LayerForeignGzip:
 		return 0, fmt.Errorf("foreign layer type %s (Windows base layers) is not supported", mediaType)
 	case ocispec.MediaTypeImageLayerNonDistributable, ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // deprecated but still seen
 		ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck
@@ -59,13 +46,13 @@ func LayerCompression(mediaType string) (Compression, error) {
 }
 
 func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerSchema2ManifestList
+	return mt == ocispec.MediaTypeImageIndex || mt == images.MediaTypeDockerSchema2ManifestList
 }
 
 func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerSchema2Manifest
+	return mt == ocispec.MediaTypeImageManifest || mt == images.MediaTypeDockerSchema2Manifest
 }
 
 func isConfigType(mt string) bool {
-	return mt == ocispec.MediaTypeImageConfig || mt == MediaTypeDockerSchema2Config
+	return mt == ocispec.MediaTypeImageConfig || mt == images.MediaTypeDockerSchema2Config
 }

@@ -1,6 +1,8 @@
 package image
 
 import (
+	"github.com/containerd/containerd/v2/core/images"
+
 	"bytes"
 	"errors"
 	"os"
@@ -229,7 +231,7 @@ func TestOpenErrors(t *testing.T) {
 			openErr: `unsupported layer media type "application/x-foo"`},
 		{name: "encrypted layer", img: withLayer(imagetest.Layer{Data: good, MediaType: ocispec.MediaTypeImageLayerGzip + "+encrypted"}),
 			openErr: "encrypted layer type"},
-		{name: "foreign layer", img: withLayer(imagetest.Layer{Data: good, MediaType: MediaTypeDockerSchema2LayerForeign}),
+		{name: "foreign layer", img: withLayer(imagetest.Layer{Data: good, MediaType: images.MediaTypeDockerSchema2LayerForeign}),
 			openErr: "foreign layer"},
 		{name: "diff_id mismatch", img: withLayer(imagetest.Layer{Data: gz, MediaType: ocispec.MediaTypeImageLayerGzip, DiffID: digest.FromString("other")}),
 			readErr: "diff_id mismatch"},
