@@ -115,5 +115,5 @@ func netArgs(n *Network) []string {
 		}
 		fmt.Fprintf(&b, ",hostfwd=%s:%s:%d-:%d", proto, ip, f.HostPort, f.GuestPort)
 	}
-	return []string{"-netdev", b.String(), "-device", "virtio-net-pci,netdev=net0"}
+	return []string{"-netdev", b.String(), "-device", "virtio-net-pci,netdev=net0,romfile="}
 }

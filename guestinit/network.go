@@ -1,0 +1,106 @@
+package guestinit
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/c2vm/c2vm/bootcfg"
+)
+
+const (
+	etcDir   = "/run/c2vm/etc"
+	linkWait = 5 * time.Second
+)
+
+// stepNetwork brings loopback up, configures a static interface, sets the host name and writes
+// the hosts, resolv.conf and hostname files that the spec step binds into the container.
+func stepNetwork(_ context.Context, st *State) error {
+	n := st.Cfg.Network
+	if err := st.Sys.LinkUp("lo"); err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	var addr netip.Prefix
+	if n.Mode == bootcfg.NetworkStatic {
+		var err error
+		if addr, err = configureStatic(st, n); err != nil {
+			return err
+		}
+	}
+	st.Hostname = st.Cfg.Hostname
+	if st.Hostname == "" {
+		st.Hostname = st.Cfg.Container.ID
+	}
+	if err := st.Sys.Sethostname(st.Hostname); err != nil {
+		return fmt.Errorf("set host name: %w", err)
+	}
+	if err := st.Sys.MkdirAll(etcDir, 0o755); err != nil {
+		return err
+	}
+	files := map[string]string{
+		"hosts":       HostsFile(st.Hostname, addr),
+		"resolv.conf": ResolvConf(n.DNS),
+		"hostname":    st.Hostname + "\n",
+	}
+	for _, name := range []string{"hosts", "resolv.conf", "hostname"} {
+		if err := st.Sys.WriteFile(path.Join(etcDir, name), []byte(files[name]), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func configureStatic(st *State, n bootcfg.Network) (netip.Prefix, error) {
+	addr, err := netip.ParsePrefix(n.Address)
+	if err != nil {
+		return addr, fmt.Errorf("address: %w", err)
+	}
+	var gw netip.Addr
+	if n.Gateway != "" {
+		if gw, err = netip.ParseAddr(n.Gateway); err != nil {
+			return addr, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	// The interface appears when virtio_net has probed the device.
+	dev := path.Join("/sys/class/net", n.Interface)
+	deadline := st.Clock.Now().Add(linkWait)
+	for {
+		if _, err := st.Sys.Stat(dev); err == nil {
+			break
+		}
+		if !st.Clock.Now().Before(deadline) {
+			return addr, fmt.Errorf("interface %s did not appear within %v", n.Interface, linkWait)
+		}
+		st.Clock.Sleep(pollInterval)
+	}
+	if err := st.Sys.ConfigureLink(n.Interface, addr, gw); err != nil {
+		return addr, fmt.Errorf("configure %s: %w", n.Interface, err)
+	}
+	return addr, nil
+}
+
+// HostsFile is the /etc/hosts the container sees: localhost and the host name.
+func HostsFile(hostname string, addr netip.Prefix) string {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	if hostname != "" {
+		ip := "127.0.1.1"
+		if addr.IsValid() {
+			ip = addr.Addr().String()
+		}
+		fmt.Fprintf(&b, "%s\t%s\n", ip, hostname)
+	}
+	return b.String()
+}
+
+// ResolvConf is the /etc/resolv.conf the container sees.
+func ResolvConf(dns []string) string {
+	var b strings.Builder
+	for _, d := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", d)
+	}
+	return b.String()
+}

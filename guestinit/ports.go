@@ -1,0 +1,93 @@
+package guestinit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	virtioPortsDir   = "/sys/class/virtio-ports"
+	virtioConsoleDrv = "/sys/bus/virtio/drivers/virtio_console"
+	portWait         = 2 * time.Second
+	pollInterval     = 20 * time.Millisecond
+)
+
+// FindPorts scans a virtio-ports sysfs class dir and maps each port name to its device node,
+// /dev/<entry>. Entries without a name (not yet announced by the host) are left out; complete is
+// false when there were any.
+func FindPorts(sys System, sysDir string) (ports map[string]string, complete bool, err error) {
+	ents, err := sys.ReadDir(sysDir)
+	if err != nil {
+		return nil, false, fmt.Errorf("scan virtio ports: %w", err)
+	}
+	ports, complete = map[string]string{}, true
+	for _, e := range ents { // ReadDir sorts by name: deterministic when names repeat
+		data, err := sys.ReadFile(path.Join(sysDir, e.Name(), "name"))
+		name := strings.TrimSpace(string(data))
+		if err != nil || name == "" {
+			complete = false
+			continue
+		}
+		if _, dup := ports[name]; !dup {
+			ports[name] = "/dev/" + e.Name()
+		}
+	}
+	return ports, complete, nil
+}
+
+// stepPorts finds the virtio-serial ports. The host names ports asynchronously after the
+// virtio_console driver binds, so when a virtio console device exists it polls, bounded, until
+// the status port is named and no port is unnamed.
+func stepPorts(_ context.Context, st *State) error {
+	if ents, err := st.Sys.ReadDir(virtioConsoleDrv); err != nil || !hasDevice(ents) {
+		return nil // no virtio console: stdio and status go to /dev/console
+	}
+	deadline := st.Clock.Now().Add(portWait)
+	for {
+		ports, complete, err := FindPorts(st.Sys, virtioPortsDir)
+		if err == nil {
+			st.Ports = ports
+		}
+		if p, ok := ports[bootcfg.StatusPortName]; ok && complete {
+			return openStatusPort(st, p)
+		}
+		if !st.Clock.Now().Before(deadline) {
+			if err != nil {
+				return err
+			}
+			if p, ok := ports[bootcfg.StatusPortName]; ok {
+				return openStatusPort(st, p)
+			}
+			return fmt.Errorf("virtio ports: no port named %s after %v (found %d)", bootcfg.StatusPortName, portWait, len(ports))
+		}
+		st.Clock.Sleep(pollInterval)
+	}
+}
+
+func hasDevice[E interface{ Name() string }](ents []E) bool {
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "virtio") {
+			return true
+		}
+	}
+	return false
+}
+
+func openStatusPort(st *State, p string) error {
+	if st.statusPort != nil {
+		return nil
+	}
+	f, err := st.Sys.OpenFile(p, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open status port %s: %w", p, err)
+	}
+	st.statusPort = f
+	return nil
+}

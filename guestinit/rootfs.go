@@ -1,0 +1,110 @@
+package guestinit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"time"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	lowerDir   = "/run/c2vm/lower"
+	upperMount = "/run/c2vm/upper"
+	deviceWait = 5 * time.Second
+)
+
+// stepRootfs mounts the container's read-only lower layer and the writable overlay at
+// <BundleDir>/rootfs.
+func stepRootfs(_ context.Context, st *State) error {
+	c := st.Cfg.Container
+	root := path.Join(c.BundleDir, "rootfs")
+	for _, d := range []string{lowerDir, upperMount, root} {
+		if err := st.Sys.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := mountLower(st, c.Rootfs); err != nil {
+		return err
+	}
+	if err := mountUpper(st, c.Overlay); err != nil {
+		return err
+	}
+	upper, work := path.Join(upperMount, "upper"), path.Join(upperMount, "work")
+	for _, d := range []string{upper, work} {
+		if err := st.Sys.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	data := "lowerdir=" + lowerDir + ",upperdir=" + upper + ",workdir=" + work
+	if err := st.Sys.Mount("overlay", root, "overlay", 0, data); err != nil {
+		return fmt.Errorf("mount overlay on %s: %w", root, err)
+	}
+	st.Mounted = append(st.Mounted, root)
+	return nil
+}
+
+func mountLower(st *State, rf bootcfg.Rootfs) error {
+	if rf.Format == bootcfg.FormatInitrd {
+		if err := st.Sys.Mount(rf.Path, lowerDir, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind initrd rootfs %s: %w", rf.Path, err)
+		}
+		// A read-only bind needs a remount.
+		if err := st.Sys.Mount("", lowerDir, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("remount %s read-only: %w", lowerDir, err)
+		}
+		st.Mounted = append(st.Mounted, lowerDir)
+		return nil
+	}
+	if err := waitDevice(st, rf.Device); err != nil {
+		return err
+	}
+	if err := st.Sys.Mount(rf.Device, lowerDir, rf.Format, unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount %s rootfs %s: %w", rf.Format, rf.Device, err)
+	}
+	st.Mounted = append(st.Mounted, lowerDir)
+	return nil
+}
+
+func mountUpper(st *State, ov bootcfg.Overlay) error {
+	if ov.Upper == bootcfg.UpperDisk {
+		if err := waitDevice(st, ov.Device); err != nil {
+			return fmt.Errorf("overlay upper: %w", err)
+		}
+		if err := st.Sys.Mount(ov.Device, upperMount, "ext4", 0, ""); err != nil {
+			return fmt.Errorf("mount overlay upper disk %s: %w", ov.Device, err)
+		}
+	} else {
+		data := "mode=0755"
+		if ov.Size != "" {
+			data += ",size=" + ov.Size
+		}
+		if err := st.Sys.Mount("c2vm-upper", upperMount, "tmpfs", 0, data); err != nil {
+			return fmt.Errorf("mount overlay upper tmpfs: %w", err)
+		}
+	}
+	st.Mounted = append(st.Mounted, upperMount)
+	return nil
+}
+
+// waitDevice polls for a device node until it exists or deviceWait has passed: virtio disks are
+// probed asynchronously after their module loads.
+func waitDevice(st *State, dev string) error {
+	deadline := st.Clock.Now().Add(deviceWait)
+	for {
+		_, err := st.Sys.Stat(dev)
+		if err == nil {
+			return nil
+		}
+		if !os.IsNotExist(err) {
+			return fmt.Errorf("device %s: %w", dev, err)
+		}
+		if !st.Clock.Now().Before(deadline) {
+			return fmt.Errorf("device %s did not appear within %v", dev, deviceWait)
+		}
+		st.Clock.Sleep(pollInterval)
+	}
+}

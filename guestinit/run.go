@@ -1,0 +1,233 @@
+package guestinit
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	runcRoot           = "/run/runc"
+	defaultStopSignal  = "SIGTERM"
+	defaultStopTimeout = 10 * time.Second
+	portWriteTimeout   = 2 * time.Second
+	// StopRequest is the line (on the status port) or message (Options.Stop) that asks the init
+	// to stop the workload.
+	StopRequest = "stop"
+)
+
+// stepRun runs the container with runc, reaps every child until runc exits, forwards stop
+// requests, and records runc's exit status (the workload's, 128+N when it died of signal N).
+func stepRun(_ context.Context, st *State) error {
+	c := st.Cfg.Container
+	files, err := openStdio(st)
+	if err != nil {
+		return err
+	}
+	defer closeAll(files)
+	argv := []string{runcPath, "--root", runcRoot, "run", "--bundle", c.BundleDir, c.ID}
+	pid, err := st.Sys.StartProcess(argv, files)
+	if err != nil {
+		return fmt.Errorf("start runc: %w", err)
+	}
+	st.Debugf("runc started, pid %d", pid)
+
+	requests := make(chan string, 4)
+	go forward(st.Stop, requests)
+	if st.statusPort != nil {
+		go readStopRequests(st, st.statusPort, requests)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	s := stopper{
+		clock:   st.Clock,
+		signal:  c.StopSignal,
+		timeout: time.Duration(c.StopTimeout) * time.Second,
+		kill:    func(sig string) { runcKill(st, sig) },
+	}
+	go s.run(requests, done)
+
+	ws, err := reap(st.Sys, pid)
+	if err != nil {
+		return err
+	}
+	st.ExitStatus = ExitCode(ws)
+	st.Debugf("runc exited: %d", st.ExitStatus)
+	return nil
+}
+
+// ExitCode maps a wait status to the reported status: the exit code, or 128+N for signal N.
+func ExitCode(ws unix.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return FailureStatus
+}
+
+// reap waits for every child (PID 1 inherits orphans) until pid exits.
+func reap(sys System, pid int) (unix.WaitStatus, error) {
+	for {
+		wpid, ws, err := sys.Wait4()
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("wait for runc: %w", err)
+		}
+		if wpid == pid && (ws.Exited() || ws.Signaled()) {
+			return ws, nil
+		}
+	}
+}
+
+// openStdio opens the workload's stdin, stdout and stderr: the virtio-serial ports when present,
+// else /dev/null for stdin and /dev/console for output.
+func openStdio(st *State) ([]*os.File, error) {
+	type spec struct {
+		port, fallback string
+		flag           int
+	}
+	var files []*os.File
+	for _, s := range []spec{
+		{bootcfg.StdinPortName, "/dev/null", os.O_RDONLY},
+		{bootcfg.StdoutPortName, consolePath, os.O_WRONLY},
+		{bootcfg.StderrPortName, consolePath, os.O_WRONLY},
+	} {
+		p, ok := st.Ports[s.port]
+		if !ok {
+			p = s.fallback
+		}
+		f, err := st.Sys.OpenFile(p, s.flag|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeAll(files)
+			return nil, fmt.Errorf("open workload stdio %s: %w", p, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+func forward(from <-chan string, to chan<- string) {
+	if from == nil {
+		return
+	}
+	for r := range from {
+		to <- r
+	}
+}
+
+// readStopRequests reads lines from the status port and forwards them as stop requests. A read
+// at EOF (the host end is not connected) is retried after a pause.
+func readStopRequests(st *State, f io.Reader, to chan<- string) {
+	defer func() { recover() }() // a bug here must not take PID 1 down
+	for {
+		if err := scanStopRequests(f, to); err != nil {
+			st.Debugf("status port: %v", err)
+			return
+		}
+		st.Clock.Sleep(250 * time.Millisecond)
+	}
+}
+
+// scanStopRequests forwards each "stop" line of r until EOF.
+func scanStopRequests(r io.Reader, to chan<- string) error {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == StopRequest {
+			to <- StopRequest
+		}
+	}
+	return sc.Err()
+}
+
+// runcKill asks runc to signal the container. The child is reaped by the run step's reap loop.
+func runcKill(st *State, sig string) {
+	files, err := openStdio(&State{Sys: st.Sys}) // no ports: /dev/null and the console
+	if err != nil {
+		st.Console("c2vm-init: stop: %v", err)
+		return
+	}
+	defer closeAll(files)
+	argv := []string{runcPath, "--root", runcRoot, "kill", st.Cfg.Container.ID, sig}
+	if _, err := st.Sys.StartProcess(argv, files); err != nil {
+		st.Console("c2vm-init: stop: runc kill %s: %v", sig, err)
+	}
+}
+
+// stopper turns stop requests into signals: the stop signal first, SIGKILL after the timeout or on
+// a second request.
+type stopper struct {
+	clock   Clock
+	signal  string
+	timeout time.Duration
+	kill    func(sig string)
+}
+
+func (s stopper) run(requests <-chan string, done <-chan struct{}) {
+	sig, timeout := s.signal, s.timeout
+	if sig == "" {
+		sig = defaultStopSignal
+	}
+	if timeout <= 0 {
+		timeout = defaultStopTimeout
+	}
+	var timer <-chan time.Time
+	stopping := false
+	for {
+		select {
+		case <-done:
+			return
+		case r := <-requests:
+			if r != StopRequest {
+				continue
+			}
+			if stopping {
+				s.kill("KILL")
+				continue
+			}
+			stopping = true
+			s.kill(sig)
+			timer = s.clock.After(timeout)
+		case <-timer:
+			timer = nil
+			s.kill("KILL")
+		}
+	}
+}
+
+// writeStatus writes to the status port, if any, with a time limit: a write blocks while the host
+// end is not connected, and the init must never hang.
+func (st *State) writeStatus(data []byte) error {
+	f := st.statusPort
+	if f == nil {
+		return nil
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.Write(data)
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-st.Clock.After(portWriteTimeout):
+		return fmt.Errorf("write %s: timed out after %v", f.Name(), portWriteTimeout)
+	}
+}

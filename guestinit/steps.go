@@ -1,0 +1,66 @@
+package guestinit
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/c2vm/c2vm/bootcfg"
+)
+
+// Steps returns the boot steps in order.
+func Steps() []Step {
+	return []Step{
+		{Name: "config", Run: stepConfig},
+		{Name: "mounts", Run: stepMounts},
+		{Name: "modules", Run: stepModules},
+		{Name: "ports", Optional: true, Run: stepPorts},
+		{Name: "switchroot", Run: stepSwitchRoot},
+		{Name: "rootfs", Run: stepRootfs},
+		{Name: "network", Run: stepNetwork},
+		{Name: "files", Run: stepFiles},
+		{Name: "binfmt", Run: stepBinfmt},
+		{Name: "spec", Run: stepSpec},
+		{Name: "run", Run: stepRun},
+	}
+}
+
+// stepConfig reads and validates the boot config. It lives in the initramfs, so it needs no mounts.
+func stepConfig(_ context.Context, st *State) error {
+	data, err := st.Sys.ReadFile(st.ConfigPath)
+	if err != nil {
+		return fmt.Errorf("read boot config: %w", err)
+	}
+	cfg, err := bootcfg.Decode(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", st.ConfigPath, err)
+	}
+	st.Cfg = cfg
+	st.Debug = st.Debug || cfg.Debug
+	return nil
+}
+
+// debugFromCmdline reports whether the kernel command line asks for debug logging.
+func debugFromCmdline(cmdline string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		switch f {
+		case "c2vm.debug", "c2vm.debug=1", "c2vm.debug=true", "c2vm.debug=on", "c2vm.debug=yes":
+			return true
+		}
+	}
+	return false
+}
+
+// stepModules loads the boot config's kernel modules.
+func stepModules(ctx context.Context, st *State) error {
+	for _, m := range st.Cfg.Modules {
+		if err := st.Sys.LoadModule(ctx, m); err != nil {
+			return fmt.Errorf("load module %s: %w", m, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+package guestinit
+
+import (
+	"context"
+	"fmt"
+	"path"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	newRootDir = "/c2vm-newroot"
+	runcPath   = "/sbin/runc"
+)
+
+// stepSwitchRoot moves the init from the initramfs to a tmpfs root, because runc's pivot_root
+// fails when the current root is the initramfs (rootfs cannot be pivoted away). Like LinuxKit's
+// init: mount a tmpfs, copy runc and the configs there, bind the initrd-format rootfs dir, move
+// the early mounts, delete the rest of the initramfs to free its memory, move the tmpfs onto /
+// and chroot into it.
+func stepSwitchRoot(_ context.Context, st *State) error {
+	if st.switched {
+		return nil
+	}
+	sys := st.Sys
+	nr := func(p string) string { return path.Join(newRootDir, p) }
+	if err := sys.MkdirAll(newRootDir, 0o755); err != nil {
+		return err
+	}
+	if err := sys.Mount("c2vm-root", newRootDir, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mount tmpfs root: %w", err)
+	}
+	keep := []string{newRootDir}
+	copies := []struct {
+		src  string
+		perm uint32
+	}{{runcPath, 0o755}, {st.ConfigPath, 0o644}, {st.Cfg.Container.SpecPath, 0o644}}
+	for _, c := range copies {
+		if err := sys.MkdirAll(path.Dir(nr(c.src)), 0o755); err != nil {
+			return err
+		}
+		if err := sys.CopyFile(c.src, nr(c.src), fsMode(c.perm)); err != nil {
+			return fmt.Errorf("copy %s to the new root: %w", c.src, err)
+		}
+	}
+	if rf := st.Cfg.Container.Rootfs; rf.Format == bootcfg.FormatInitrd {
+		if err := sys.MkdirAll(nr(rf.Path), 0o755); err != nil {
+			return err
+		}
+		if err := sys.Mount(rf.Path, nr(rf.Path), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind initrd rootfs %s: %w", rf.Path, err)
+		}
+		keep = append(keep, rf.Path)
+	}
+	for _, t := range topMounts(st.early) {
+		if err := sys.MkdirAll(nr(t), 0o755); err != nil {
+			return err
+		}
+		if err := sys.Mount(t, nr(t), "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move mount %s: %w", t, err)
+		}
+	}
+	if err := sys.EmptyInitramfs("/", keep); err != nil {
+		return fmt.Errorf("free initramfs: %w", err)
+	}
+	if err := sys.Chdir(newRootDir); err != nil {
+		return err
+	}
+	if err := sys.Mount(newRootDir, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move new root onto /: %w", err)
+	}
+	if err := sys.Chroot("."); err != nil {
+		return err
+	}
+	if err := sys.Chdir("/"); err != nil {
+		return err
+	}
+	st.switched = true
+	return nil
+}

@@ -1,0 +1,52 @@
+package guestinit
+
+import (
+	"context"
+	"net/netip"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// System is every operation the init performs on the machine. Linux is the real implementation;
+// tests use a fake that records calls.
+type System interface {
+	Mount(source, target, fstype string, flags uintptr, data string) error
+	Unmount(target string, flags int) error
+	MkdirAll(path string, perm os.FileMode) error
+	// WriteFile creates or replaces a regular file.
+	WriteFile(path string, data []byte, perm os.FileMode) error
+	// AppendFile writes to an existing file without creating it: devices, /proc and /sys files.
+	AppendFile(path string, data []byte) error
+	ReadFile(path string) ([]byte, error)
+	ReadDir(path string) ([]os.DirEntry, error)
+	Stat(path string) (os.FileInfo, error)
+	// CopyFile copies a regular file, streaming (runc is ~10 MB).
+	CopyFile(src, dst string, perm os.FileMode) error
+	OpenFile(path string, flag int, perm os.FileMode) (*os.File, error)
+
+	// LoadModule loads a kernel module and its dependencies (modules.dep order).
+	LoadModule(ctx context.Context, name string) error
+
+	// EmptyInitramfs deletes everything on the filesystem of root except the paths in keep (and
+	// anything on other filesystems), to free the initramfs memory before the switch.
+	EmptyInitramfs(root string, keep []string) error
+	Chdir(path string) error
+	Chroot(path string) error
+
+	// StartProcess starts argv[0] with files as fds 0, 1, 2 and returns its pid. The caller
+	// reaps it with Wait4.
+	StartProcess(argv []string, files []*os.File) (int, error)
+	// Wait4 waits for any child and returns its pid and status.
+	Wait4() (int, unix.WaitStatus, error)
+
+	Sethostname(name string) error
+	// LinkUp brings a network interface up.
+	LinkUp(name string) error
+	// ConfigureLink adds addr to the interface, brings it up and, when gw is valid, adds the
+	// default route through gw.
+	ConfigureLink(name string, addr netip.Prefix, gw netip.Addr) error
+
+	Sync()
+	PowerOff() error
+}
