@@ -1,0 +1,174 @@
+package flatten
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// maxHops bounds symlink expansions during one path resolution, as Linux's MAXSYMLINKS does.
+const maxHops = 40
+
+// impliedTime is the mtime of directories a layer implies but never declares.
+var impliedTime = time.Unix(0, 0).UTC()
+
+// inode is what several hardlinked paths share: attributes and spooled content. A path replaced or
+// whited out later gets a new inode (or none), so links made earlier keep the old content.
+type inode struct {
+	typ                byte
+	mode               int64
+	uid, gid           int
+	size, off          int64 // content length and offset in the spool (TypeReg)
+	mtime              time.Time
+	linkname           string // symlink target
+	devmajor, devminor int64
+	xattrs             map[string]string
+}
+
+// node is one name in the tree under construction.
+type node struct {
+	ino   *inode
+	layer int              // index of the last layer that wrote this node or something below it
+	kids  map[string]*node // children; non-nil only for directories
+}
+
+func newNode(ino *inode, layer int) *node {
+	n := &node{ino: ino, layer: layer}
+	if ino.typ == tar.TypeDir {
+		n.kids = map[string]*node{}
+	}
+	return n
+}
+
+func impliedDir(layer int) *node {
+	return newNode(&inode{typ: tar.TypeDir, mode: 0o755, mtime: impliedTime}, layer)
+}
+
+func (n *node) isDir() bool { return n.ino.typ == tar.TypeDir }
+
+// errLoop and errNotDir are returned by resolve; both wrap the matching errno.
+var (
+	errLoop   = fmt.Errorf("too many levels of symbolic links: %w", syscall.ELOOP)
+	errNotDir = fmt.Errorf("path component is not a directory: %w", syscall.ENOTDIR)
+)
+
+// resolve walks the clean relative path p from root as a chroot would: symlinks in every component
+// but the last are followed (absolute targets restart at root, ".." stops at root), and the last is
+// followed only when followLast is set. With create, missing intermediate directories are made (as
+// implied directories of layer) and every directory on the final path is marked as written by layer.
+// It returns the directory holding the last component, that component's name and its node (nil when
+// absent). When the last component resolves to a directory through "." or "..", parent is nil.
+func resolve(root *node, p string, followLast, create bool, layer int) (parent *node, name string, n *node, err error) {
+	stack := []*node{root}
+	comps := split(p)
+	hops := 0
+	for len(comps) > 0 {
+		c := comps[0]
+		comps = comps[1:]
+		last := len(comps) == 0
+		cur := stack[len(stack)-1]
+		if c == ".." {
+			if len(stack) > 1 {
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		child := cur.kids[c]
+		if last && (!followLast || child == nil) {
+			mark(stack, create, layer)
+			return cur, c, child, nil
+		}
+		switch {
+		case child == nil:
+			if !create {
+				return nil, "", nil, fs.ErrNotExist
+			}
+			child = impliedDir(layer)
+			cur.kids[c] = child
+			stack = append(stack, child)
+		case child.isDir():
+			if last {
+				mark(stack, create, layer)
+				return cur, c, child, nil
+			}
+			stack = append(stack, child)
+		case child.ino.typ == tar.TypeSymlink:
+			if hops++; hops > maxHops {
+				return nil, "", nil, errLoop
+			}
+			target := child.ino.linkname
+			if strings.HasPrefix(target, "/") {
+				stack = stack[:1]
+			}
+			comps = append(split(target), comps...)
+		default:
+			if last {
+				mark(stack, create, layer)
+				return cur, c, child, nil
+			}
+			return nil, "", nil, errNotDir
+		}
+	}
+	mark(stack, create, layer)
+	return nil, "", stack[len(stack)-1], nil
+}
+
+func mark(stack []*node, create bool, layer int) {
+	if !create {
+		return
+	}
+	for _, d := range stack {
+		d.layer = layer
+	}
+}
+
+// split returns the non-empty, non-"." components of p.
+func split(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" && c != "." {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// hideLower removes everything below d that lower layers (index < layer) wrote, keeping what layer
+// itself wrote: the effect of an opaque directory, or of a whiteout of a directory the same layer
+// also declares.
+func hideLower(d *node, layer int) {
+	for name, k := range d.kids {
+		if k.layer < layer {
+			delete(d.kids, name)
+		} else if k.isDir() {
+			hideLower(k, layer)
+		}
+	}
+}
+
+var errEscape = errors.New("path escapes the image root")
+
+// cleanName turns a tar entry name into a clean path relative to the root ("" for the root). An
+// absolute name is taken relative to the root ("/../x" is "x", as containerd's extraction does); a
+// relative name that climbs out ("../x", "a/../../x") is an error.
+func cleanName(name string) (string, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", errors.New("NUL byte in name")
+	}
+	if strings.HasPrefix(name, "/") {
+		return strings.TrimPrefix(path.Clean(name), "/"), nil
+	}
+	c := path.Clean(name)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", errEscape
+	}
+	if c == "." {
+		return "", nil
+	}
+	return c, nil
+}
