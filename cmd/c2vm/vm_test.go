@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -129,7 +130,6 @@ func TestVMExitStatus(t *testing.T) {
 		stderr string
 	}{
 		{"exit code", "echo out; echo err >&2; exit 3", 3, "out\n", "err\n"},
-		{"killed by signal", "kill -KILL $$", 137, "", ""},
 		{"env and user override", "echo $GREETING $FOO $(id -u):$(id -g) $HOME", 0, "hi bar 1000:1000 /home/app\n", ""},
 	}
 	for _, tt := range tests {
@@ -171,5 +171,64 @@ func TestVMInitFailure(t *testing.T) {
 	_, stderr := runVM(t, 125, dir)
 	if !strings.Contains(stderr, "c2vm-init: ") || !strings.Contains(stderr, "/dev/vdz") {
 		t.Errorf("stderr = %q, want a c2vm-init line naming /dev/vdz", stderr)
+	}
+}
+
+// readyWriter collects output and closes ready when it has seen "ready\n".
+type readyWriter struct {
+	mu    sync.Mutex
+	buf   strings.Builder
+	ready chan struct{}
+	once  sync.Once
+}
+
+func (w *readyWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(b)
+	if strings.Contains(w.buf.String(), "ready\n") {
+		w.once.Do(func() { close(w.ready) })
+	}
+	return len(b), nil
+}
+
+func (w *readyWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestVMStop sends c2vm run a SIGTERM once the workload is ready: the workload must get its stop
+// signal (a trap sees it and exits 143), or, when it ignores it, SIGKILL after --stop-timeout (137).
+func TestVMStop(t *testing.T) {
+	dir := testBundle(t, "squashfs")
+	tests := []struct {
+		name, script, stdout string
+		code                 int
+	}{
+		{"trap", "trap 'echo caught TERM; exit 143' TERM; echo ready; while :; do sleep 0.1; done", "ready\ncaught TERM\n", 143},
+		{"ignored then killed", "echo ready; exec sleep 1000", "ready\n", 137},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &readyWriter{ready: make(chan struct{})}
+			var errb strings.Builder
+			done := make(chan int, 1)
+			go func() {
+				done <- Main([]string{"c2vm", "run", "--timeout", "120s", "--stop-timeout", "1", dir, "--", tt.script}, strings.NewReader(""), out, &errb)
+			}()
+			select {
+			case <-out.ready:
+			case code := <-done:
+				t.Fatalf("run ended (exit %d) before the workload was ready; stdout %q stderr %q", code, out.String(), errb.String())
+			}
+			if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			code := <-done
+			if code != tt.code || out.String() != tt.stdout {
+				t.Fatalf("exit %d stdout %q (stderr %q), want exit %d stdout %q", code, out.String(), errb.String(), tt.code, tt.stdout)
+			}
+		})
 	}
 }

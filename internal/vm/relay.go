@@ -3,6 +3,7 @@ package vm
 import (
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 )
@@ -21,6 +22,7 @@ type relay struct {
 }
 
 func newRelay(cfg Config, p *ports) *relay {
+	cfg = lockWriters(cfg)
 	r := &relay{cfg: cfg}
 	r.serve(p, portConsole, r.copyConsole)
 	r.serve(p, portStdout, func(c net.Conn) { io.Copy(orDiscard(cfg.Stdout), c) })
@@ -100,6 +102,42 @@ func (r *relay) exitCode() (int, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.code, r.haveCode
+}
+
+// lockWriters makes the host writers safe for the relay's goroutines: writers that are the same
+// (stderr, messages and console often are) share one lock. The wrapper also hides ReadFrom, so a
+// copy blocked on a quiet port never holds a writer's buffer across another goroutine's write.
+func lockWriters(cfg Config) Config {
+	locked := map[io.Writer]*lockedWriter{}
+	wrap := func(w *io.Writer) {
+		if *w == nil || !reflect.TypeOf(*w).Comparable() {
+			if *w != nil {
+				*w = &lockedWriter{w: *w}
+			}
+			return
+		}
+		lw, ok := locked[*w]
+		if !ok {
+			lw = &lockedWriter{w: *w}
+			locked[*w] = lw
+		}
+		*w = lw
+	}
+	for _, w := range []*io.Writer{&cfg.Stdout, &cfg.Stderr, &cfg.Console, &cfg.Messages} {
+		wrap(w)
+	}
+	return cfg
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func orDiscard(w io.Writer) io.Writer {
