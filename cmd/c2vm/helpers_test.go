@@ -68,4 +68,3 @@ func owned(e imagetest.TarEntry, id int) imagetest.TarEntry {
 	e.Hdr.Uid, e.Hdr.Gid = id, id
 	return e
 }
-
