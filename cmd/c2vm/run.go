@@ -73,6 +73,7 @@ func runRun(c *cli.Context) error {
 	cfg.Stdout, cfg.Stderr = c.App.Writer, c.App.ErrWriter
 	if c.Bool("debug") {
 		cfg.Console = c.App.ErrWriter
+		cfg.OnStart = func(argv []string) { fmt.Fprintln(c.App.ErrWriter, "c2vm: qemu:", quoteArgs(argv)) }
 	}
 	stop := make(chan struct{}, 1)
 	cfg.Stop = stop

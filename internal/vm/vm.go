@@ -46,6 +46,8 @@ type Config struct {
 	// Stop asks the guest to stop the workload (its stop signal, then SIGKILL after the timeout) each
 	// time it receives. Cancel ctx to kill the VM at once.
 	Stop <-chan struct{}
+	// OnStart, when set, is called with the QEMU command line before it starts.
+	OnStart func(argv []string)
 }
 
 // Disk is a raw disk image attached as a virtio block device.
@@ -101,6 +103,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{ExitCode: -1, Argv: argv}
+	if cfg.OnStart != nil {
+		cfg.OnStart(argv)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var qemuErr strings.Builder
