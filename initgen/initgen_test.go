@@ -14,7 +14,7 @@ import (
 
 	stdgzip "compress/gzip"
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/initgen/internal/fakekernel"
+	"github.com/c2vm/c2vm/internal/fakekernel"
 	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/initgen/internal/fakekernel"
+	"github.com/c2vm/c2vm/internal/fakekernel"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
