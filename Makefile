@@ -81,8 +81,10 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	  done; \
 	done
 
-bench: build ## benchmarks (conversion stages, initrd)
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: build ## benchmarks: conversion (vs umoci + mksquashfs), flatten, rootfs writers, initrd, layer decoding
+	@dpkg-query -W -f='$${Status}\n' umoci 2>/dev/null | grep -q 'install ok installed' || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq umoci >/dev/null; }
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 
 clean: ## remove build outputs (keeps the kernel cache)
 	rm -rf $(BIN) $(BUILD) $(ASSETS)/c2vm-init $(ASSETS)/runc

@@ -21,7 +21,7 @@ import (
 const fakeVersion = "6.1.0-fake"
 
 // fakeKernelDir writes a kernel tree (boot/vmlinuz-*, lib/modules/<ver>/) with every default module.
-func fakeKernelDir(t *testing.T) string {
+func fakeKernelDir(t testing.TB) string {
 	t.Helper()
 	mods := []fakekernel.Mod{
 		{Path: "kernel/drivers/virtio/virtio.ko"},
