@@ -17,7 +17,7 @@ RUNC_VER   := $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/
 
 export C2VM_LIBDIR := $(BIN)
 
-.PHONY: help deps kernel build runc init example demo test test-unit lint fuzz bench clean
+.PHONY: help deps deps-build kernel build build-only runc init example demo test test-unit lint fuzz bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ deps: ## install the Debian packages c2vm needs (only the missing ones)
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+deps-build: ## install only what building c2vm needs (gcc, libseccomp-dev)
+	@$(MAKE) --no-print-directory deps DEB_PKGS="gcc libseccomp-dev"
+
 kernel: deps ## fetch the reference kernel package into $(CACHE)/kernel (once)
 	@if ! ls $(KERNEL_DIR)/linux-image-[0-9]*.deb >/dev/null 2>&1; then \
 	  mkdir -p $(KERNEL_DIR) && cd $(KERNEL_DIR) && \
@@ -39,7 +42,7 @@ kernel: deps ## fetch the reference kernel package into $(CACHE)/kernel (once)
 	@ls $(KERNEL_DIR)/linux-image-[0-9]*.deb
 
 # Rebuilt only when the runc version pinned in go.mod changes (~60 s cold on 2 cores).
-$(BIN)/.runc-$(RUNC_VER): | deps
+$(BIN)/.runc-$(RUNC_VER): | deps-build
 	@mkdir -p $(BIN)
 	CGO_ENABLED=1 $(GO) build -trimpath -tags "seccomp netgo osusergo" \
 	  -ldflags "-s -w -extldflags -static -X main.version=$(RUNC_VER)" -o $(BIN)/runc github.com/opencontainers/runc
@@ -51,7 +54,9 @@ init: ## build the guest init (static, no cgo)
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/c2vm-init ./guestinit/cmd/c2vm-init
 
-build: runc init ## build c2vm with the guest init and runc embedded (bin/c2vm)
+build: deps build-only ## install what is missing, then build c2vm with the guest init and runc embedded (bin/c2vm)
+
+build-only: runc init ## build bin/c2vm without checking Debian packages beyond gcc and libseccomp-dev
 	@mkdir -p $(ASSETS)
 	cp $(BIN)/c2vm-init $(BIN)/runc $(ASSETS)/
 	$(GO) build -trimpath -tags c2vm_embed -o $(BIN)/c2vm ./cmd/c2vm

@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# c2vm in `docker build`.
+#
+#   # the converter image: c2vm + squashfs-tools + the reference kernel, for your own pipelines
+#   docker build --target converter -t c2vm .
+#
+#   # a VM bundle from an image archive in the build context (docker save / oci-archive)
+#   docker save myapp -o myapp.tar
+#   docker build --target bundle --build-arg IMAGE=myapp.tar --output type=local,dest=myapp.bundle .
+#
+#   # the example image (made offline from busybox), converted
+#   docker build --target hello --output type=local,dest=hello.bundle .
+#
+# Base images are build arguments so offline builders can point them at local images.
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+
+FROM ${GO_IMAGE} AS build
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      gcc libseccomp-dev make busybox-static && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN make build-only && go run ./examples/mkimage -o /out/hello-oci
+
+FROM ${DEBIAN_IMAGE} AS converter
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      squashfs-tools e2fsprogs ca-certificates && \
+    mkdir -p /var/cache/c2vm/kernel && cd /var/cache/c2vm/kernel && \
+    dep=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}') && \
+    apt-get download "$dep" && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/bin/c2vm /usr/local/bin/c2vm
+# c2vm finds the kernel package in $XDG_CACHE_HOME/c2vm/kernel/ and unpacks it there on first use.
+ENV XDG_CACHE_HOME=/var/cache
+ENTRYPOINT ["c2vm"]
+
+FROM converter AS bundle-build
+ARG IMAGE=image.tar
+COPY ${IMAGE} /in/image.tar
+RUN c2vm convert --quiet -o /out/bundle /in/image.tar
+
+FROM scratch AS bundle
+COPY --from=bundle-build /out/bundle /
+
+FROM converter AS hello-build
+COPY --from=build /out/hello-oci /in/hello-oci
+RUN c2vm convert --quiet -o /out/bundle oci:/in/hello-oci:hello
+
+FROM scratch AS hello
+COPY --from=hello-build /out/bundle /
