@@ -129,7 +129,8 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	}
 	defer img.Close()
 	c.step("flatten layers")
-	tree, err := flatten.Flatten(ctx, flattenLayers(img), flatten.Options{MaxSize: c.opts.MaxSize, Warn: c.opts.Warn})
+	// Spool beside the output: that filesystem is about to hold the rootfs anyway.
+	tree, err := flatten.Flatten(ctx, flattenLayers(img), flatten.Options{MaxSize: c.opts.MaxSize, Warn: c.opts.Warn, SpoolDir: c.stage.Dir})
 	if err != nil {
 		return nil, err
 	}

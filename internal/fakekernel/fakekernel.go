@@ -18,6 +18,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/c2vm/c2vm/internal/imagetest"
 )
 
 // Module returns a minimal ELF64 relocatable object whose .modinfo section holds fields
@@ -108,15 +110,7 @@ func Files(version string, mods []Mod, builtin []string) map[string][]byte {
 // WriteTree writes files below root.
 func WriteTree(t testing.TB, root string, files map[string][]byte) {
 	t.Helper()
-	for p, data := range files {
-		dst := filepath.Join(root, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	imagetest.WriteFiles(t, root, files)
 }
 
 // Deb writes a Debian package to path: debian-binary, control.tar.gz with control, and
