@@ -162,6 +162,13 @@ func StatusLine(status int) string {
 func (st *State) reportFailure(step string, err error) {
 	line := failureLine(step, err)
 	st.Console("%s", line)
+	if st.statusPort == nil && step != "ports" {
+		// The boot failed before the ports step (e.g. a missing module): find the status port now, so
+		// that the host gets the line and the status instead of a VM that ended without one.
+		if err := stepPorts(context.Background(), st); err != nil {
+			st.Debugf("status port: %v", err)
+		}
+	}
 	if err := st.writeStatus([]byte(line)); err != nil {
 		st.Debugf("status port: %v", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"time"
 )
 
 // Stage is a bundle under construction in a temporary directory beside its target.
@@ -14,7 +16,8 @@ type Stage struct {
 }
 
 // NewStage creates the temporary directory for a bundle that will end up at target. The parent of
-// target must exist.
+// target must exist. Stale stages of earlier, killed conversions to target are removed first (see
+// removeStaleStages).
 func NewStage(target string) (*Stage, error) {
 	target = filepath.Clean(target)
 	parent := filepath.Dir(target)
@@ -24,7 +27,8 @@ func NewStage(target string) (*Stage, error) {
 	if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("output %s exists and is not a directory: choose another -o", target)
 	}
-	dir, err := os.MkdirTemp(parent, "."+filepath.Base(target)+".c2vm-tmp-")
+	removeStaleStages(target, time.Now())
+	dir, err := os.MkdirTemp(parent, stagePrefix(target)+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", target, err)
 	}

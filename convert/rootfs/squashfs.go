@@ -51,6 +51,7 @@ func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int6
 	}
 	cmd := exec.CommandContext(ctx, bin, sqfstarArgs(img, out, compArgs)...)
 	cmd.Env = sqfstarEnv(os.Environ(), sqfsEpoch(img, mtime))
+	cmd.SysProcAttr = rootMapping(ctx, bin)
 	cmd.WaitDelay = 10 * time.Second
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
