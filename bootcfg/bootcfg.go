@@ -34,6 +34,9 @@ const (
 	// StatusLinePrefix starts the line the init prints on the console with the exit status, for
 	// VMMs that have no virtio-serial (e.g. Firecracker): "c2vm-exit-status: N".
 	StatusLinePrefix = "c2vm-exit-status: "
+	// WinsizeRequest starts the line the host writes on the status port to set the workload's
+	// terminal size: "winsize ROWS COLS". ("stop" on its own line asks the init to stop the workload.)
+	WinsizeRequest = "winsize"
 )
 
 // Rootfs formats.
@@ -108,7 +111,26 @@ type Container struct {
 	StopSignal string `json:"stopSignal,omitempty"`
 	// StopTimeout is how many seconds the workload has after StopSignal before SIGKILL.
 	StopTimeout int `json:"stopTimeout,omitempty"`
+	// Volumes are filesystems bound into the container (see Volume).
+	Volumes []Volume `json:"volumes,omitempty"`
 }
+
+// Volume is a filesystem the container sees at Target. A disk volume (FSType ext4, found by
+// Serial or Device) is mounted by the init at VolumesDir/<index> and bound into the container; a
+// tmpfs volume is a fresh, empty tmpfs mounted by the runtime (mode 1777).
+type Volume struct {
+	Target   string `json:"target"`           // absolute path in the container
+	FSType   string `json:"fstype"`           // ext4 (a disk) or tmpfs
+	Serial   string `json:"serial,omitempty"` // virtio-blk serial of the disk (/sys/block/*/serial)
+	Device   string `json:"device,omitempty"` // block device of the disk when no Serial, e.g. /dev/vdb
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// VolumesDir is where the init mounts disk volumes in the guest: VolumesDir/<index in Volumes>.
+const VolumesDir = "/run/c2vm/volumes"
+
+// FSTypeTmpfs is Volume.FSType for a fresh tmpfs.
+const FSTypeTmpfs = "tmpfs"
 
 // Rootfs is the container's read-only lower layer.
 type Rootfs struct {
@@ -128,6 +150,7 @@ type Overlay struct {
 	Upper  string `json:"upper"`            // tmpfs | disk
 	Size   string `json:"size,omitempty"`   // tmpfs size option, e.g. "50%" or "256m"
 	Device string `json:"device,omitempty"` // ext4 block device for a disk upper
+	Serial string `json:"serial,omitempty"` // or the virtio-blk serial of that disk
 }
 
 // Default returns a boot config with the standard guest mounts and the given container settings

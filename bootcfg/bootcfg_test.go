@@ -19,6 +19,11 @@ func sample() Config {
 	c.Binfmt = []Binfmt{{Registration: ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01:\\xff\\xff\\xff\\xff\\xff\\xff\\xff:/usr/bin/qemu-aarch64-static:F"}}
 	c.Network = Network{Mode: NetworkStatic, Interface: "eth0", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
 	c.Container.Rootfs = Rootfs{Format: FormatSquashfs, Device: "/dev/vda"}
+	c.Container.Volumes = []Volume{
+		{Target: "/data", FSType: "ext4", Serial: "c2vm-vol0"},
+		{Target: "/ro", FSType: "ext4", Device: "/dev/vdc", ReadOnly: true},
+		{Target: "/var/cache", FSType: FSTypeTmpfs},
+	}
 	return c
 }
 
@@ -84,6 +89,18 @@ func TestValidate(t *testing.T) {
 		{"rootfs device", func(c *Config) { c.Container.Rootfs.Device = "" }, "container.rootfs.device"},
 		{"overlay disk without device", func(c *Config) { c.Container.Overlay = Overlay{Upper: UpperDisk} }, "container.overlay.device"},
 		{"hostname", func(c *Config) { c.Hostname = "a b" }, "hostname"},
+		{"overlay disk by serial", func(c *Config) { c.Container.Overlay = Overlay{Upper: UpperDisk, Serial: "c2vm-upper"} }, ""},
+		{"overlay device and serial", func(c *Config) {
+			c.Container.Overlay = Overlay{Upper: UpperDisk, Serial: "c2vm-upper", Device: "/dev/vdb"}
+		}, "container.overlay.device: give a device or a serial"},
+		{"volume relative target", func(c *Config) { c.Container.Volumes[0].Target = "data" }, "container.volumes[0].target"},
+		{"volume root target", func(c *Config) { c.Container.Volumes[0].Target = "/" }, "replace the container's root"},
+		{"volume duplicate target", func(c *Config) { c.Container.Volumes[1].Target = "/data" }, "volumes[1].target: \"/data\" is used"},
+		{"volume no disk", func(c *Config) { c.Container.Volumes[0].Serial = "" }, "volumes[0].device: empty path"},
+		{"volume long serial", func(c *Config) { c.Container.Volumes[0].Serial = "c2vm-volume-serial-too-long" }, "volumes[0].serial"},
+		{"volume serial comma", func(c *Config) { c.Container.Volumes[0].Serial = "a,b" }, "volumes[0].serial"},
+		{"volume fstype", func(c *Config) { c.Container.Volumes[0].FSType = "" }, "volumes[0].fstype"},
+		{"tmpfs volume with disk", func(c *Config) { c.Container.Volumes[2].Device = "/dev/vdd" }, "volumes[2].fstype: a tmpfs volume has no disk"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -150,8 +150,8 @@ func (c Container) validate() error {
 	switch c.Overlay.Upper {
 	case UpperTmpfs:
 	case UpperDisk:
-		if err := checkAbs(c.Overlay.Device); err != nil {
-			return fmt.Errorf("overlay.device: %w", err)
+		if err := checkDisk(c.Overlay.Device, c.Overlay.Serial); err != nil {
+			return fmt.Errorf("overlay.%w", err)
 		}
 	default:
 		return fmt.Errorf("overlay.upper: unknown upper %q (want tmpfs or disk)", c.Overlay.Upper)
@@ -159,7 +159,7 @@ func (c Container) validate() error {
 	if c.StopTimeout < 0 {
 		return fmt.Errorf("stopTimeout: %d is negative", c.StopTimeout)
 	}
-	return nil
+	return validateVolumes(c.Volumes)
 }
 
 // validateBinfmt checks the kernel's ":name:type:offset:magic:mask:interpreter:flags" format.

@@ -88,7 +88,7 @@ func TestBootHappyPath(t *testing.T) {
 		"mount overlay /run/c2vm/bundle/rootfs overlay 0x0 lowerdir=/run/c2vm/lower,upperdir=/run/c2vm/upper/upper,workdir=/run/c2vm/upper/work",
 		"linkup lo",
 		"hostname c2vm",
-		"start /sbin/runc --root /run/runc run --bundle /run/c2vm/bundle c2vm",
+		"start /sbin/runc --root /run/runc --log /run/c2vm/runc.log --log-format json run --bundle /run/c2vm/bundle c2vm",
 		"unmount /run/c2vm/bundle/rootfs",
 		"unmount /run/c2vm/upper",
 		"unmount /run/c2vm/lower",

@@ -28,7 +28,8 @@
 //	/c2vm/rootfs                        bind mount of the initrd rootfs dir (initrd format only)
 //	/proc /sys /dev /run /tmp ...       the boot config's mounts, moved from the initramfs
 //	/run/c2vm/lower                     read-only rootfs (squashfs/erofs device or initrd dir bind)
-//	/run/c2vm/upper/{upper,work}        overlay upper: tmpfs (Overlay.Size) or ext4 disk (Overlay.Device)
+//	/run/c2vm/upper/{upper,work}        overlay upper: tmpfs (Overlay.Size) or ext4 disk (Overlay.Device or .Serial)
+//	/run/c2vm/volumes/<N>               disk volume N of Container.Volumes, bound onto its target
 //	<BundleDir>/rootfs                  overlay mount, the container root
 //	<BundleDir>/config.json             patched runtime spec
 //	/run/c2vm/etc/{hosts,resolv.conf,hostname}  bind-mounted onto the container's /etc files

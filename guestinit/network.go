@@ -72,7 +72,7 @@ func configureStatic(st *State, n bootcfg.Network) (netip.Prefix, error) {
 			break
 		}
 		if !st.Clock.Now().Before(deadline) {
-			return addr, fmt.Errorf("interface %s did not appear within %v", n.Interface, linkWait)
+			return addr, fmt.Errorf("interface %s did not appear within %v (interfaces: %s): the VM has no virtio-net device or the virtio_net module is missing; use --network none for a guest without a network", n.Interface, linkWait, strings.Join(interfaces(st), ", "))
 		}
 		st.Clock.Sleep(pollInterval)
 	}
@@ -103,4 +103,20 @@ func ResolvConf(dns []string) string {
 		fmt.Fprintf(&b, "nameserver %s\n", d)
 	}
 	return b.String()
+}
+
+// interfaces lists the guest's network interfaces, for error messages.
+func interfaces(st *State) []string {
+	entries, err := st.Sys.ReadDir("/sys/class/net")
+	if err != nil {
+		return []string{"none"}
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	if len(out) == 0 {
+		return []string{"none"}
+	}
+	return out
 }

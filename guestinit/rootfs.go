@@ -71,11 +71,12 @@ func mountLower(st *State, rf bootcfg.Rootfs) error {
 
 func mountUpper(st *State, ov bootcfg.Overlay) error {
 	if ov.Upper == bootcfg.UpperDisk {
-		if err := waitDevice(st, ov.Device); err != nil {
+		dev, err := findDisk(st, ov.Device, ov.Serial)
+		if err != nil {
 			return fmt.Errorf("overlay upper: %w", err)
 		}
-		if err := st.Sys.Mount(ov.Device, upperMount, "ext4", 0, ""); err != nil {
-			return fmt.Errorf("mount overlay upper disk %s: %w", ov.Device, err)
+		if err := st.Sys.Mount(dev, upperMount, "ext4", 0, ""); err != nil {
+			return fmt.Errorf("mount overlay upper disk %s: %w", dev, err)
 		}
 	} else {
 		data := "mode=0755"

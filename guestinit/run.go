@@ -33,9 +33,16 @@ func stepRun(_ context.Context, st *State) error {
 		return err
 	}
 	defer closeAll(files)
-	argv := []string{runcPath, "--root", runcRoot, "run", "--bundle", c.BundleDir, c.ID}
-	pid, err := st.Sys.StartProcess(argv, files)
+	term, err := startTerminal(st, files)
 	if err != nil {
+		return err
+	}
+	protectFromOOM(st)
+	argv := []string{runcPath, "--root", runcRoot, "--log", runcLog, "--log-format", "json", "run", "--bundle", c.BundleDir, c.ID}
+	pid, err := st.Sys.StartProcess(argv, term.stdio(files))
+	term.started(pid)
+	if err != nil {
+		term.finish(st.Clock)
 		return fmt.Errorf("start runc: %w", err)
 	}
 	st.Debugf("runc started, pid %d", pid)
@@ -52,14 +59,17 @@ func stepRun(_ context.Context, st *State) error {
 		signal:  c.StopSignal,
 		timeout: time.Duration(c.StopTimeout) * time.Second,
 		kill:    func(sig string) { runcKill(st, sig) },
+		other:   term.request,
 	}
 	go s.run(requests, done)
 
 	ws, err := reap(st.Sys, pid)
+	term.finish(st.Clock)
 	if err != nil {
 		return err
 	}
-	st.ExitStatus = ExitCode(ws)
+	st.ExitStatus = execFailureStatus(st, ExitCode(ws))
+	reportOOM(st)
 	st.Debugf("runc exited: %d", st.ExitStatus)
 	return nil
 }
@@ -146,12 +156,13 @@ func readStopRequests(st *State, f io.Reader, to chan<- string) {
 	}
 }
 
-// scanStopRequests forwards each "stop" line of r until EOF.
+// scanStopRequests forwards each "stop" and "winsize ROWS COLS" line of r until EOF.
 func scanStopRequests(r io.Reader, to chan<- string) error {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == StopRequest {
-			to <- StopRequest
+		line := strings.TrimSpace(sc.Text())
+		if line == StopRequest || strings.HasPrefix(line, bootcfg.WinsizeRequest+" ") {
+			to <- line
 		}
 	}
 	return sc.Err()
@@ -178,6 +189,7 @@ type stopper struct {
 	signal  string
 	timeout time.Duration
 	kill    func(sig string)
+	other   func(request string) // requests other than stop (terminal size); nil = ignored
 }
 
 func (s stopper) run(requests <-chan string, done <-chan struct{}) {
@@ -196,6 +208,9 @@ func (s stopper) run(requests <-chan string, done <-chan struct{}) {
 			return
 		case r := <-requests:
 			if r != StopRequest {
+				if s.other != nil {
+					s.other(r)
+				}
 				continue
 			}
 			if stopping {

@@ -19,6 +19,8 @@ type SpecPatch struct {
 	// HostNetwork drops the spec's network namespace so that the workload uses the interface the
 	// init configured (the VM is the container's network sandbox).
 	HostNetwork bool
+	// Volumes are mounted into the container, replacing the spec's mounts at the same targets.
+	Volumes []bootcfg.Volume
 }
 
 var etcFiles = []string{"hosts", "resolv.conf", "hostname"}
@@ -37,7 +39,7 @@ func PatchSpec(data []byte, p SpecPatch) ([]byte, error) {
 	if err := unmarshalField(doc, "mounts", &mounts); err != nil {
 		return nil, err
 	}
-	mounts = patchMounts(mounts, p.EtcDir)
+	mounts = patchMounts(mounts, p.EtcDir, p.Volumes)
 	if err := setField(doc, "mounts", mounts); err != nil {
 		return nil, err
 	}
@@ -52,6 +54,9 @@ func PatchSpec(data []byte, p SpecPatch) ([]byte, error) {
 	if err := patchLinux(doc, p); err != nil {
 		return nil, err
 	}
+	if err := patchOOMScore(doc); err != nil {
+		return nil, err
+	}
 	out, err := json.MarshalIndent(doc, "", "\t")
 	if err != nil {
 		return nil, fmt.Errorf("runtime spec: %w", err)
@@ -59,12 +64,15 @@ func PatchSpec(data []byte, p SpecPatch) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-// patchMounts replaces any mount on the /etc files with binds of the guest's files, which go last
-// so that they win over mounts of /etc itself.
-func patchMounts(mounts []specs.Mount, etcDir string) []specs.Mount {
+// patchMounts replaces any mount on a volume target or the /etc files with the volumes, then binds
+// of the guest's files, which go last so that they win over mounts of /etc itself.
+func patchMounts(mounts []specs.Mount, etcDir string, vols []bootcfg.Volume) []specs.Mount {
 	dests := map[string]bool{}
 	for _, f := range etcFiles {
 		dests["/etc/"+f] = true
+	}
+	for _, v := range vols {
+		dests[v.Target] = true
 	}
 	var out []specs.Mount
 	for _, m := range mounts {
@@ -72,6 +80,7 @@ func patchMounts(mounts []specs.Mount, etcDir string) []specs.Mount {
 			out = append(out, m)
 		}
 	}
+	out = append(out, volumeMounts(vols)...)
 	for _, f := range etcFiles {
 		out = append(out, specs.Mount{
 			Destination: "/etc/" + f,
@@ -149,6 +158,7 @@ func stepSpec(_ context.Context, st *State) error {
 		EtcDir:      etcDir,
 		Hostname:    st.Hostname,
 		HostNetwork: st.Cfg.Network.Mode == bootcfg.NetworkStatic,
+		Volumes:     c.Volumes,
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.SpecPath, err)

@@ -18,6 +18,7 @@ func Steps() []Step {
 		{Name: "ports", Optional: true, Run: stepPorts},
 		{Name: "switchroot", Run: stepSwitchRoot},
 		{Name: "rootfs", Run: stepRootfs},
+		{Name: "volumes", Run: stepVolumes},
 		{Name: "network", Run: stepNetwork},
 		{Name: "files", Run: stepFiles},
 		{Name: "binfmt", Run: stepBinfmt},

@@ -14,8 +14,8 @@ import (
 
 	stdgzip "compress/gzip"
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/internal/fakekernel"
 	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/internal/fakekernel"
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
 )

@@ -24,7 +24,9 @@ func runCommand() *cli.Command {
 		Name:      "run",
 		Usage:     "boot a VM bundle and run its workload; exits with the workload's exit status",
 		ArgsUsage: "DIR [-- COMMAND ARGS...]",
-		Flags: []cli.Flag{
+		// -it, as in docker.
+		UseShortOptionHandling: true,
+		Flags: append(terminalFlags(), []cli.Flag{
 			&cli.IntFlag{Name: "memory", Aliases: []string{"m"}, Usage: "guest memory in MiB (default: the bundle's)"},
 			&cli.IntFlag{Name: "cpus", Usage: "guest CPUs (default: the bundle's)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (e.g. 60s; 0 = never)"},
@@ -37,10 +39,14 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "network", Value: launch.NetworkUser, Usage: "user (QEMU user-mode networking) or none (loopback only)"},
 			&cli.StringSliceFlag{Name: "dns", Usage: "DNS server for the guest's resolv.conf"},
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]"},
+			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "attach a volume: IMAGE.img:TARGET[:ro] (an ext4 disk image) or NAME:TARGET[:ro] (created on first use)"},
+			&cli.StringFlag{Name: "persist", Usage: "keep the root filesystem's changes in DIR/upper.img (created on first use)"},
+			&cli.StringFlag{Name: "volume-size", Value: "1G", Usage: "size of new named volumes and --persist disks (sparse)"},
 			&cli.IntFlag{Name: "stop-timeout", Usage: "seconds between the stop signal and SIGKILL (default 10)"},
+			&cli.StringFlag{Name: "stop-signal", Usage: "signal that stops the workload on Ctrl-C/SIGTERM (default: the image's, else SIGTERM)"},
 			&cli.StringFlag{Name: "accel", Usage: "kvm or tcg (default: kvm when usable)"},
 			&cli.BoolFlag{Name: "debug", Usage: "show the kernel console and the init's steps on stderr"},
-		},
+		}...),
 		Action: runRun,
 	}
 }
@@ -71,6 +77,11 @@ func runRun(c *cli.Context) error {
 	defer plan.Close()
 	cfg := plan.VM
 	cfg.Stdout, cfg.Stderr = c.App.Writer, c.App.ErrWriter
+	restore, err := setupTerminal(c, &cfg)
+	defer restore()
+	if err != nil {
+		return err
+	}
 	if c.Bool("debug") {
 		cfg.Console = c.App.ErrWriter
 		cfg.OnStart = func(argv []string) { fmt.Fprintln(c.App.ErrWriter, "c2vm: qemu:", quoteArgs(argv)) }
@@ -142,9 +153,16 @@ func runOptions(c *cli.Context, cmd []string) (launch.Options, error) {
 	o := launch.Options{
 		Overrides: spec.Overrides{
 			Env: env, User: c.String("user"), WorkingDir: c.String("workdir"), Hostname: c.String("hostname"),
+			Terminal: c.Bool("tty"),
 		},
 		MemoryMiB: c.Int("memory"), CPUs: c.Int("cpus"), Network: net, DNS: c.StringSlice("dns"),
 		Forwards: fwds, StopTimeout: c.Int("stop-timeout"), Debug: c.Bool("debug"), Accel: c.String("accel"),
+	}
+	if err := volumeOptions(c, &o); err != nil {
+		return launch.Options{}, err
+	}
+	if o.StopSignal, err = parseStopSignal(c.String("stop-signal")); err != nil {
+		return launch.Options{}, err
 	}
 	if len(cmd) > 0 {
 		o.Overrides.Cmd = cmd

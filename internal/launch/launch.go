@@ -30,9 +30,17 @@ type Options struct {
 	Network     string
 	DNS         []string
 	Forwards    []vm.Forward
-	StopTimeout int // seconds; 0 = the guest default (10)
+	StopTimeout int    // seconds; 0 = the guest default (10)
+	StopSignal  string // "" = the image's StopSignal, else SIGTERM
 	Debug       bool
 	Accel       string
+	// Volumes are -v disk images and named volumes, attached after the rootfs disk in order.
+	Volumes []Volume
+	// Persist is a directory whose upper.img (created on first use) holds the overlay upper, so
+	// changes to the root filesystem survive the run; "" = a tmpfs upper.
+	Persist string
+	// VolumeSize is the size of new named volumes and persist disks; 0 = DefaultVolumeSize.
+	VolumeSize int64
 }
 
 // Network modes for Options.Network.
@@ -68,6 +76,13 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	disks, err := attachVolumes(ctx, boot, m.Image.Volumes, rs, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := boot.Validate(); err != nil {
+		return nil, fmt.Errorf("run options: %w", err)
+	}
 	tmp, err := os.MkdirTemp("", "c2vm-run-")
 	if err != nil {
 		return nil, fmt.Errorf("prepare run: %w", err)
@@ -79,6 +94,7 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 		return nil, err
 	}
 	p.VM = vmConfig(dir, m, initrd, opts)
+	p.VM.Disks = append(p.VM.Disks, disks...)
 	return p, nil
 }
 
@@ -101,6 +117,9 @@ func runConfig(ctx context.Context, m *bundle.Manifest, opts Options) (*bootcfg.
 	boot.Hostname = opts.Overrides.Hostname
 	if opts.StopTimeout > 0 {
 		boot.Container.StopTimeout = opts.StopTimeout
+	}
+	if opts.StopSignal != "" {
+		boot.Container.StopSignal = opts.StopSignal
 	}
 	boot.Network = network(opts)
 	if err := boot.Validate(); err != nil {

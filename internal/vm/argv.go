@@ -67,7 +67,11 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 		if socks[p.key] == "" {
 			continue
 		}
-		a = append(a, "-chardev", "socket,id="+p.key+",path="+socks[p.key],
+		server := ""
+		if p.key == portStdin {
+			server = ",server=on,wait=off" // see feedStdin
+		}
+		a = append(a, "-chardev", "socket,id="+p.key+",path="+socks[p.key]+server,
 			"-device", "virtserialport,bus=vser.0,chardev="+p.key+",name="+p.name)
 	}
 	for i, d := range cfg.Disks {
@@ -76,8 +80,11 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 			ro = ",readonly=on"
 		}
 		id := "disk" + strconv.Itoa(i)
-		a = append(a, "-drive", "id="+id+",file="+d.Path+",format=raw,if=none"+ro,
-			"-device", "virtio-blk-pci,drive="+id)
+		dev := "virtio-blk-pci,drive=" + id
+		if d.Serial != "" {
+			dev += ",serial=" + d.Serial
+		}
+		a = append(a, "-drive", "id="+id+",file="+qemuOptValue(d.Path)+",format=raw,if=none"+ro, "-device", dev)
 	}
 	a = append(a, netArgs(cfg.Network)...)
 	a = append(a, "-device", "virtio-rng-pci")
@@ -117,3 +124,6 @@ func netArgs(n *Network) []string {
 	}
 	return []string{"-netdev", b.String(), "-device", "virtio-net-pci,netdev=net0,romfile="}
 }
+
+// qemuOptValue escapes a value for a QEMU -drive option list, where a comma is written ",,".
+func qemuOptValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }

@@ -18,7 +18,8 @@ type relay struct {
 	status   net.Conn
 	code     int
 	haveCode bool
-	pending  int // stop requests made before the status port connected
+	pending  int         // stop requests made before the status port connected
+	winsize  *WindowSize // the latest size asked for before the status port connected
 }
 
 func newRelay(cfg Config, p *ports) *relay {
@@ -28,16 +29,8 @@ func newRelay(cfg Config, p *ports) *relay {
 	r.serve(p, portStdout, func(c net.Conn) { io.Copy(orDiscard(cfg.Stdout), c) })
 	r.serve(p, portStderr, func(c net.Conn) { io.Copy(orDiscard(cfg.Stderr), c) })
 	r.serve(p, portStatus, r.readStatus)
-	if l := p.listeners[portStdin]; l != nil {
-		// Not waited for: the host's stdin may never end. Closing the connection tells the guest EOF.
-		go func() {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			io.Copy(c, cfg.Stdin)
-			c.Close()
-		}()
+	if p.stdin != "" {
+		go feedStdin(p, cfg.Stdin) // not waited for: the host's stdin may never end
 	}
 	return r
 }
@@ -69,6 +62,9 @@ func (r *relay) copyConsole(c net.Conn) {
 func (r *relay) readStatus(c net.Conn) {
 	r.mu.Lock()
 	r.status = c
+	if r.winsize != nil {
+		c.Write([]byte(r.winsize.line()))
+	}
 	for ; r.pending > 0; r.pending-- {
 		c.Write([]byte("stop\n"))
 	}

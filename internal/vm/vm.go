@@ -46,6 +46,9 @@ type Config struct {
 	// Stop asks the guest to stop the workload (its stop signal, then SIGKILL after the timeout) each
 	// time it receives. Cancel ctx to kill the VM at once.
 	Stop <-chan struct{}
+	// Resize carries the host terminal's size to the guest (a "winsize ROWS COLS" line on the status
+	// port) for a workload with a terminal; the latest size is sent once the port connects.
+	Resize <-chan WindowSize
 	// OnStart, when set, is called with the QEMU command line before it starts.
 	OnStart func(argv []string)
 }
@@ -54,6 +57,7 @@ type Config struct {
 type Disk struct {
 	Path     string
 	ReadOnly bool
+	Serial   string // virtio-blk serial the guest sees in /sys/block/vdX/serial (at most 20 bytes)
 }
 
 // Network is QEMU user-mode networking with optional port forwards.
@@ -116,7 +120,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	relay := newRelay(cfg, ports)
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cmd.Wait() }()
-	err = waitVM(ctx, cmd, waitErr, cfg.Stop, relay)
+	err = waitVM(ctx, cmd, waitErr, cfg, relay)
 	ports.close()
 	relay.wait()
 	res.ConsoleTail = relay.console.String()
@@ -131,7 +135,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // waitVM waits for QEMU to exit, forwarding stop requests and killing it when ctx ends.
-func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, stop <-chan struct{}, r *relay) error {
+func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config, r *relay) error {
 	for {
 		select {
 		case err := <-waitErr:
@@ -140,8 +144,10 @@ func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, stop <-cha
 				return fmt.Errorf("qemu: %w", err)
 			}
 			return nil
-		case <-stop:
+		case <-cfg.Stop:
 			r.requestStop()
+		case ws := <-cfg.Resize:
+			r.requestResize(ws)
 		case <-ctx.Done():
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-waitErr
@@ -204,6 +210,8 @@ func ParseStatus(line string) (int, bool) {
 type ports struct {
 	dir       string
 	listeners map[string]net.Listener
+	stdin     string        // the stdin port's socket, where QEMU listens (see feedStdin); "" = none
+	closed    chan struct{} // closed by close
 	once      sync.Once
 }
 
@@ -216,12 +224,11 @@ const (
 )
 
 func listenPorts(dir string, stdin bool) (*ports, error) {
-	p := &ports{dir: dir, listeners: map[string]net.Listener{}}
-	names := []string{portConsole, portStdout, portStderr, portStatus}
+	p := &ports{dir: dir, listeners: map[string]net.Listener{}, closed: make(chan struct{})}
 	if stdin {
-		names = append(names, portStdin)
+		p.stdin = filepath.Join(dir, portStdin+".sock")
 	}
-	for _, n := range names {
+	for _, n := range []string{portConsole, portStdout, portStderr, portStatus} {
 		l, err := net.Listen("unix", filepath.Join(dir, n+".sock"))
 		if err != nil {
 			p.close()
@@ -237,11 +244,15 @@ func (p *ports) paths() map[string]string {
 	for n := range p.listeners {
 		m[n] = filepath.Join(p.dir, n+".sock")
 	}
+	if p.stdin != "" {
+		m[portStdin] = p.stdin
+	}
 	return m
 }
 
 func (p *ports) close() {
 	p.once.Do(func() {
+		close(p.closed)
 		for _, l := range p.listeners {
 			l.Close()
 		}

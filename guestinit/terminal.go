@@ -1,0 +1,183 @@
+package guestinit
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"golang.org/x/sys/unix"
+)
+
+// A workload whose runtime spec asks for a terminal (process.terminal, `c2vm run -t`) gets one in
+// two stages: the init opens a pseudo-terminal and gives its slave to runc as stdin, stdout and
+// stderr; runc, running in the foreground, sees a terminal, makes it raw and relays it to the
+// container's own pty (runc's documented foreground mode, no --console-socket needed). The init
+// copies the master to the stdout port and the stdin port to the master, and sets the window size
+// the host sends ("winsize ROWS COLS" on the status port), then signals runc with SIGWINCH, which
+// makes runc copy the size to the container's pty.
+
+const terminalDrain = 2 * time.Second
+
+// openPTY opens a pseudo-terminal pair. A variable so that tests can count or replace it.
+var openPTY = func() (master, slave *os.File, err error) {
+	m, err := os.OpenFile("/dev/pts/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if m, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err != nil {
+			return nil, nil, fmt.Errorf("open pty master: %w", err)
+		}
+	}
+	var n int
+	err = control(m, func(fd int) error {
+		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+			return fmt.Errorf("unlock pty: %w", err)
+		}
+		var err error
+		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
+		return err
+	})
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("open pty slave: %w", err)
+	}
+	return m, s, nil
+}
+
+// control runs fn on f's descriptor without f.Fd(), which would switch f to blocking mode and stop
+// Close from interrupting a pending Read.
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// specTerminal reports whether a runtime spec asks for a terminal.
+func specTerminal(data []byte) (bool, error) {
+	var s struct {
+		Process *struct {
+			Terminal bool `json:"terminal"`
+		} `json:"process"`
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return false, fmt.Errorf("runtime spec: %w", err)
+	}
+	return s.Process != nil && s.Process.Terminal, nil
+}
+
+// terminal is the init's side of the workload's terminal. A nil *terminal is no terminal: every
+// method is then a no-op, so the run step reads the same either way.
+type terminal struct {
+	master, slave *os.File
+	out           chan struct{} // closed when the master → stdout copy ended
+
+	mu  sync.Mutex
+	pid int // runc, once started
+}
+
+// startTerminal opens the workload's terminal when its runtime spec asks for one and starts
+// copying between it and stdio (stdin, stdout; stderr is unused: a terminal has one output).
+func startTerminal(st *State, stdio []*os.File) (*terminal, error) {
+	data, err := st.Sys.ReadFile(path.Join(st.Cfg.Container.BundleDir, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read runtime spec: %w", err)
+	}
+	if on, err := specTerminal(data); err != nil || !on {
+		return nil, err
+	}
+	m, s, err := openPTY()
+	if err != nil {
+		return nil, fmt.Errorf("terminal: %w", err)
+	}
+	t := &terminal{master: m, slave: s, out: make(chan struct{})}
+	go func() {
+		defer close(t.out)
+		io.Copy(stdio[1], m) // ends with EIO once runc, the last holder of the slave, exited
+	}()
+	go io.Copy(m, stdio[0]) // the host's keystrokes; /dev/null without -i
+	return t, nil
+}
+
+// stdio returns the files runc gets as fds 0, 1, 2: the terminal's slave, or files unchanged.
+func (t *terminal) stdio(files []*os.File) []*os.File {
+	if t == nil {
+		return files
+	}
+	return []*os.File{t.slave, t.slave, t.slave}
+}
+
+// started records runc's pid and closes the init's copy of the slave, so that the master reads
+// EOF (EIO) when runc ends.
+func (t *terminal) started(pid int) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.pid = pid
+	t.mu.Unlock()
+	t.slave.Close()
+}
+
+// request handles a status-port line other than "stop": "winsize ROWS COLS" resizes the terminal.
+func (t *terminal) request(line string) {
+	if t == nil {
+		return
+	}
+	rows, cols, ok := parseWinsize(line)
+	if !ok {
+		return
+	}
+	ws := &unix.Winsize{Row: rows, Col: cols}
+	if control(t.master, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) }) != nil {
+		return
+	}
+	t.mu.Lock()
+	pid := t.pid
+	t.mu.Unlock()
+	if pid > 0 {
+		unix.Kill(pid, unix.SIGWINCH) // runc copies the new size to the container's pty
+	}
+}
+
+// finish waits, bounded, until everything runc wrote reached the stdout port, then closes the
+// master.
+func (t *terminal) finish(clock Clock) {
+	if t == nil {
+		return
+	}
+	select {
+	case <-t.out:
+	case <-clock.After(terminalDrain):
+	}
+	t.master.Close()
+}
+
+// parseWinsize parses "winsize ROWS COLS" (bootcfg.WinsizeRequest).
+func parseWinsize(line string) (rows, cols uint16, ok bool) {
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != bootcfg.WinsizeRequest {
+		return 0, 0, false
+	}
+	r, err1 := strconv.ParseUint(f[1], 10, 16)
+	c, err2 := strconv.ParseUint(f[2], 10, 16)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return uint16(r), uint16(c), true
+}

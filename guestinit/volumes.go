@@ -1,0 +1,109 @@
+package guestinit
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+const sysBlock = "/sys/block"
+
+// stepVolumes mounts the boot config's disk volumes at bootcfg.VolumesDir/<index>; the spec step
+// binds them into the container. Tmpfs volumes need nothing here: runc mounts them.
+func stepVolumes(_ context.Context, st *State) error {
+	for i, v := range st.Cfg.Container.Volumes {
+		if v.FSType == bootcfg.FSTypeTmpfs {
+			continue
+		}
+		dev, err := findDisk(st, v.Device, v.Serial)
+		if err != nil {
+			return fmt.Errorf("volume %s: %w", v.Target, err)
+		}
+		dir := volumeDir(i)
+		if err := st.Sys.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		var flags uintptr
+		if v.ReadOnly {
+			flags = unix.MS_RDONLY
+		}
+		if err := st.Sys.Mount(dev, dir, v.FSType, flags|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+			return fmt.Errorf("volume %s: mount %s (%s) on %s: %w", v.Target, dev, v.FSType, dir, err)
+		}
+		st.Mounted = append(st.Mounted, dir)
+		st.Debugf("volume %s: %s on %s", v.Target, dev, dir)
+	}
+	return nil
+}
+
+func volumeDir(i int) string { return path.Join(bootcfg.VolumesDir, strconv.Itoa(i)) }
+
+// findDisk returns the block device to use: device as given, or the virtio disk whose serial is
+// serial. Either way it waits up to deviceWait for the disk to appear.
+func findDisk(st *State, device, serial string) (string, error) {
+	if serial == "" {
+		return device, waitDevice(st, device)
+	}
+	deadline := st.Clock.Now().Add(deviceWait)
+	for {
+		if dev := diskBySerial(st, serial); dev != "" {
+			return dev, waitDevice(st, dev)
+		}
+		if !st.Clock.Now().Before(deadline) {
+			return "", fmt.Errorf("no disk with serial %q appeared within %v (disks: %s)", serial, deviceWait, strings.Join(disks(st), ", "))
+		}
+		st.Clock.Sleep(pollInterval)
+	}
+}
+
+// diskBySerial returns /dev/<name> for the block device whose /sys/block/<name>/serial is serial.
+func diskBySerial(st *State, serial string) string {
+	for _, name := range disks(st) {
+		b, err := st.Sys.ReadFile(path.Join(sysBlock, name, "serial"))
+		if err == nil && strings.TrimSpace(string(b)) == serial {
+			return "/dev/" + name
+		}
+	}
+	return ""
+}
+
+// disks lists the block devices in /sys/block, sorted.
+func disks(st *State) []string {
+	entries, err := st.Sys.ReadDir(sysBlock)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// volumeMounts returns the runtime spec mounts for the volumes: binds of the disk volumes' mount
+// points and fresh tmpfs mounts, parents before children (by path depth, then in order).
+func volumeMounts(vols []bootcfg.Volume) []specs.Mount {
+	var out []specs.Mount
+	for i, v := range vols {
+		m := specs.Mount{Destination: v.Target, Type: "bind", Source: volumeDir(i), Options: []string{"rbind", "rprivate"}}
+		if v.FSType == bootcfg.FSTypeTmpfs {
+			m = specs.Mount{Destination: v.Target, Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}
+		}
+		if v.ReadOnly {
+			m.Options = append(m.Options, "ro")
+		}
+		out = append(out, m)
+	}
+	slices.SortStableFunc(out, func(a, b specs.Mount) int {
+		return strings.Count(a.Destination, "/") - strings.Count(b.Destination, "/")
+	})
+	return out
+}

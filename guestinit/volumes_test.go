@@ -1,0 +1,122 @@
+package guestinit
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// volumeEnv is a fake guest with virtio disks vda (rootfs), vdb and vdc (serials below) and vdd.
+func volumeEnv(t *testing.T, mutate func(*bootcfg.Config)) (*fakeSystem, *fakeClock) {
+	t.Helper()
+	f, c := bootEnv(t, mutate)
+	for name, serial := range map[string]string{"vda": "", "vdb": "c2vm-vol0\n", "vdc": "c2vm-upper", "vdd": ""} {
+		f.file(t, "/sys/block/"+name+"/serial", serial)
+		f.file(t, "/dev/"+name, "")
+	}
+	return f, c
+}
+
+func TestBootVolumes(t *testing.T) {
+	f, c := volumeEnv(t, func(c *bootcfg.Config) {
+		c.Container.Overlay = bootcfg.Overlay{Upper: bootcfg.UpperDisk, Serial: "c2vm-upper"}
+		c.Container.Volumes = []bootcfg.Volume{
+			{Target: "/data/sub", FSType: "ext4", Device: "/dev/vdd"},
+			{Target: "/data", FSType: "ext4", Serial: "c2vm-vol0", ReadOnly: true},
+			{Target: "/proc/x", FSType: bootcfg.FSTypeTmpfs},
+		}
+	})
+	f.waits = []fakeWait{{pid: 100, ws: 0}}
+	if got := boot(t, f, c, nil); got != 0 {
+		t.Fatalf("status %d: %s", got, f.read(t, "/dev/console"))
+	}
+	for _, want := range []string{
+		"mount /dev/vdc /run/c2vm/upper ext4 0x0 ",
+		"mount /dev/vdd /run/c2vm/volumes/0 ext4 0x6 ",
+		"mount /dev/vdb /run/c2vm/volumes/1 ext4 0x7 ",
+	} {
+		if !contains(f.calls, want) {
+			t.Errorf("no call %q in\n%s", want, strings.Join(f.calls, "\n"))
+		}
+	}
+	if got := f.callsWith("mount tmpfs"); len(got) != 0 {
+		t.Errorf("the init mounted a tmpfs volume itself: %v", got)
+	}
+	un := f.callsWith("unmount")
+	if len(un) < 2 || un[0] != "unmount /run/c2vm/volumes/1" || un[1] != "unmount /run/c2vm/volumes/0" {
+		t.Errorf("volumes not unmounted first, innermost last: %v", un)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal([]byte(f.read(t, "/run/c2vm/bundle/config.json")), &spec); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range spec.Mounts {
+		got = append(got, m.Destination+" "+m.Type+" "+m.Source+" "+strings.Join(m.Options, ","))
+	}
+	want := []string{
+		"/proc proc proc ",
+		"/data bind /run/c2vm/volumes/1 rbind,rprivate,ro",
+		"/data/sub bind /run/c2vm/volumes/0 rbind,rprivate",
+		"/proc/x tmpfs tmpfs nosuid,nodev,mode=1777",
+		"/etc/hosts bind /run/c2vm/etc/hosts rbind,rprivate",
+		"/etc/resolv.conf bind /run/c2vm/etc/resolv.conf rbind,rprivate",
+		"/etc/hostname bind /run/c2vm/etc/hostname rbind,rprivate",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("spec mounts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestPatchSpecVolumeReplacesImageMount(t *testing.T) {
+	in := `{"mounts":[{"destination":"/data","type":"tmpfs","source":"tmpfs"},{"destination":"/dev","type":"tmpfs","source":"tmpfs"}]}`
+	out, err := PatchSpec([]byte(in), SpecPatch{EtcDir: "/e", Volumes: []bootcfg.Volume{{Target: "/data", FSType: "ext4", Serial: "s"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(out, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Mounts) != 5 || spec.Mounts[0].Destination != "/dev" || spec.Mounts[1].Source != "/run/c2vm/volumes/0" {
+		t.Errorf("mounts %+v: want /dev, the /data volume bind, the /etc files", spec.Mounts)
+	}
+}
+
+// TestBootDiskFailures: a missing disk or network interface ends the boot with one clear line.
+func TestBootDiskFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*bootcfg.Config)
+		want   []string
+	}{
+		{"volume serial", func(c *bootcfg.Config) {
+			c.Container.Volumes = []bootcfg.Volume{{Target: "/data", FSType: "ext4", Serial: "c2vm-vol7"}}
+		}, []string{"c2vm-init: volumes: volume /data: no disk with serial \"c2vm-vol7\"", "(disks: vda, vdb, vdc, vdd)"}},
+		{"upper serial", func(c *bootcfg.Config) {
+			c.Container.Overlay = bootcfg.Overlay{Upper: bootcfg.UpperDisk, Serial: "c2vm-up2"}
+		}, []string{"c2vm-init: rootfs: overlay upper: no disk with serial \"c2vm-up2\""}},
+		{"no nic", func(c *bootcfg.Config) {
+			c.Network = bootcfg.Network{Mode: bootcfg.NetworkStatic, Interface: "eth0", Address: "10.0.2.15/24"}
+		}, []string{"c2vm-init: network: interface eth0 did not appear", "(interfaces: lo)", "no virtio-net device", "--network none"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, c := volumeEnv(t, tt.mutate)
+			f.file(t, "/sys/class/net/lo/operstate", "up")
+			if got := boot(t, f, c, nil); got != FailureStatus {
+				t.Fatalf("status %d, want %d", got, FailureStatus)
+			}
+			con := f.read(t, "/dev/console")
+			first, _, _ := strings.Cut(con, "\n")
+			for _, w := range tt.want {
+				if !strings.Contains(first, w) {
+					t.Errorf("console first line %q lacks %q", first, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,270 @@
+package launch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/c2vm/c2vm/bootcfg"
+	"github.com/c2vm/c2vm/internal/vm"
+)
+
+// Volumes: the Debian cloud kernel has no 9p or virtiofs, so every volume is an ext4 disk image
+// attached as a virtio disk (found by the guest through its virtio serial) or, for an image VOLUME
+// without -v, a fresh tmpfs.
+
+// DefaultVolumeSize is the size of a new named volume or --persist disk: sparse, so it costs only
+// what is written.
+const DefaultVolumeSize = 1 << 30
+
+// VolumesEnv overrides the named volumes directory.
+const VolumesEnv = "C2VM_VOLUMES"
+
+// Virtio serials of the run's extra disks.
+const (
+	volumeSerialPrefix = "c2vm-vol"
+	upperSerial        = "c2vm-upper"
+	upperImage         = "upper.img"
+)
+
+// Volume is one -v SOURCE:TARGET[:ro|rw].
+type Volume struct {
+	// Source is a disk image path (it contains a "/" or ends in ".img") or a volume name.
+	Source   string
+	Target   string // absolute path in the container
+	ReadOnly bool
+}
+
+var volumeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// Named reports whether the source is a volume name rather than a disk image path.
+func (v Volume) Named() bool {
+	return !strings.Contains(v.Source, "/") && !strings.HasSuffix(v.Source, ".img")
+}
+
+// ParseVolume parses SOURCE:TARGET[:ro|rw].
+func ParseVolume(s string) (Volume, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Volume{}, fmt.Errorf("volume %q: want SOURCE:TARGET[:ro|rw]", s)
+	}
+	v := Volume{Source: parts[0], Target: parts[1]}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "ro":
+			v.ReadOnly = true
+		case "rw":
+		default:
+			return Volume{}, fmt.Errorf("volume %q: option %q: want ro or rw", s, parts[2])
+		}
+	}
+	switch {
+	case v.Source == "":
+		return Volume{}, fmt.Errorf("volume %q: empty source", s)
+	case v.Named() && !volumeName.MatchString(v.Source):
+		return Volume{}, fmt.Errorf("volume %q: %q is not a volume name (letters, digits, _ . -) nor a disk image path (with a / or ending in .img)", s, v.Source)
+	case !path.IsAbs(v.Target) || path.Clean(v.Target) == "/":
+		return Volume{}, fmt.Errorf("volume %q: target %q must be an absolute path below /", s, v.Target)
+	}
+	v.Target = path.Clean(v.Target)
+	return v, nil
+}
+
+// ParseSize parses a size in bytes with an optional K, M, G or T suffix (powers of 1024; "MiB" and
+// "MB" are read as "M").
+func ParseSize(s string) (int64, error) {
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
+	mult := int64(1)
+	if num != "" {
+		if i := strings.IndexByte("KMGT", num[len(num)-1]); i >= 0 {
+			num, mult = num[:len(num)-1], 1<<(10*(i+1))
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, or with K, M, G or T (at most 1P)", s)
+	}
+	return n * mult, nil
+}
+
+// VolumesDir returns the directory of named volumes: $C2VM_VOLUMES, else
+// $XDG_DATA_HOME/c2vm/volumes, else ~/.local/share/c2vm/volumes.
+func VolumesDir() (string, error) {
+	if d := os.Getenv(VolumesEnv); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "c2vm", "volumes"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("volumes directory: %w (set %s)", err, VolumesEnv)
+	}
+	return filepath.Join(home, ".local", "share", "c2vm", "volumes"), nil
+}
+
+// attachVolumes adds the run's volumes and --persist disk to boot and returns the extra disks, in
+// -v order, then the persist disk. Named volumes and the persist disk are created on first use.
+// Image VOLUMEs that no -v covers become tmpfs volumes.
+func attachVolumes(ctx context.Context, boot *bootcfg.Config, imageVolumes map[string]struct{}, rs any, opts Options) ([]vm.Disk, error) {
+	uid, gid := workloadOwner(rs)
+	var disks []vm.Disk
+	var vols []bootcfg.Volume
+	for i, v := range opts.Volumes {
+		file, err := volumeFile(ctx, v, opts.VolumeSize, uid, gid)
+		if err != nil {
+			return nil, err
+		}
+		serial := volumeSerialPrefix + strconv.Itoa(i)
+		disks = append(disks, vm.Disk{Path: file, ReadOnly: v.ReadOnly, Serial: serial})
+		vols = append(vols, bootcfg.Volume{Target: v.Target, FSType: "ext4", Serial: serial, ReadOnly: v.ReadOnly})
+	}
+	vols = append(vols, tmpfsVolumes(imageVolumes, opts.Volumes)...)
+	boot.Container.Volumes = vols
+	if opts.Persist != "" {
+		file, err := persistFile(ctx, opts.Persist, opts.VolumeSize)
+		if err != nil {
+			return nil, err
+		}
+		disks = append(disks, vm.Disk{Path: file, Serial: upperSerial})
+		boot.Container.Overlay = bootcfg.Overlay{Upper: bootcfg.UpperDisk, Serial: upperSerial}
+	}
+	return disks, nil
+}
+
+// tmpfsVolumes returns a tmpfs volume for each image VOLUME that no -v mounts, sorted.
+func tmpfsVolumes(image map[string]struct{}, given []Volume) []bootcfg.Volume {
+	var targets []string
+	for t := range image {
+		t = path.Clean("/" + t)
+		if t != "/" && !slices.ContainsFunc(given, func(v Volume) bool { return v.Target == t }) {
+			targets = append(targets, t)
+		}
+	}
+	slices.Sort(targets)
+	var out []bootcfg.Volume
+	for _, t := range slices.Compact(targets) {
+		out = append(out, bootcfg.Volume{Target: t, FSType: bootcfg.FSTypeTmpfs})
+	}
+	return out
+}
+
+// workloadOwner returns the uid and gid the workload runs as (root when unknown).
+func workloadOwner(rs any) (uint32, uint32) {
+	if s, ok := rs.(*specs.Spec); ok && s.Process != nil {
+		return s.Process.User.UID, s.Process.User.GID
+	}
+	return 0, 0
+}
+
+// volumeFile returns the disk image for v: the given image, or the named volume's, created on first
+// use with its root owned by uid:gid.
+func volumeFile(ctx context.Context, v Volume, size int64, uid, gid uint32) (string, error) {
+	if !v.Named() {
+		abs, err := filepath.Abs(v.Source)
+		if err != nil {
+			return "", fmt.Errorf("volume %s: %w", v.Source, err)
+		}
+		if err := checkImage(abs); err != nil {
+			return "", fmt.Errorf("volume %s: %w", v.Source, err)
+		}
+		return abs, nil
+	}
+	dir, err := VolumesDir()
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(dir, v.Source+".img")
+	if err := ensureImage(ctx, file, size, uid, gid); err != nil {
+		return "", fmt.Errorf("volume %s: %w", v.Source, err)
+	}
+	return file, nil
+}
+
+func persistFile(ctx context.Context, dir string, size int64) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("--persist %s: %w", dir, err)
+	}
+	file := filepath.Join(abs, upperImage)
+	if err := ensureImage(ctx, file, size, 0, 0); err != nil {
+		return "", fmt.Errorf("--persist %s: %w", dir, err)
+	}
+	return file, nil
+}
+
+// checkImage requires an existing regular file or block device.
+func checkImage(file string) error {
+	fi, err := os.Stat(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("disk image %s does not exist (a source without / or .img names a volume c2vm creates)", file)
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
+		return fmt.Errorf("%s is not a disk image file: volumes are ext4 disk images (the guest kernel has no 9p to share directories)", file)
+	}
+	return nil
+}
+
+// ensureImage creates file as a sparse ext4 image of size bytes whose root is owned by uid:gid,
+// unless it exists. The image appears atomically: it is made under a temporary name and renamed.
+func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) error {
+	if _, err := os.Stat(file); err == nil {
+		return checkImage(file)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if size <= 0 {
+		size = DefaultVolumeSize
+	}
+	mkfs, err := mkfsPath()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	err = tmp.Truncate(size)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("root_owner=%d:%d,lazy_itable_init=1,lazy_journal_init=1", uid, gid)
+	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-m", "0", "-E", opts, tmp.Name())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4 %s: %w: %s", file, err, strings.TrimSpace(string(out)))
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+// mkfsPath finds mkfs.ext4, also in the sbin directories a non-root PATH may lack.
+func mkfsPath() (string, error) {
+	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("mkfs.ext4 not found: install Debian package e2fsprogs")
+}
