@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # c2vm in `docker build`.
 #
 #   # the converter image: c2vm + squashfs-tools + the reference kernel, for your own pipelines

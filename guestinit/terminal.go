@@ -25,13 +25,19 @@ import (
 
 const terminalDrain = 2 * time.Second
 
-// openPTY opens a pseudo-terminal pair. A variable so that tests can count or replace it.
-var openPTY = func() (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/pts/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+// openPTY opens a pseudo-terminal pair on the init's devpts (mounted with newinstance).
+func openPTY() (master, slave *os.File, err error) {
+	if master, slave, err = openPTYAt("/dev/pts/ptmx"); err != nil {
+		return openPTYAt("/dev/ptmx")
+	}
+	return master, slave, nil
+}
+
+// openPTYAt opens a pseudo-terminal pair through the multiplexer ptmx.
+func openPTYAt(ptmx string) (master, slave *os.File, err error) {
+	m, err := os.OpenFile(ptmx, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if m, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err != nil {
-			return nil, nil, fmt.Errorf("open pty master: %w", err)
-		}
+		return nil, nil, fmt.Errorf("open pty master: %w", err)
 	}
 	var n int
 	err = control(m, func(fd int) error {
@@ -46,12 +52,21 @@ var openPTY = func() (master, slave *os.File, err error) {
 		m.Close()
 		return nil, nil, err
 	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	s, err := os.OpenFile(path.Join(ptsDir(ptmx), strconv.Itoa(n)), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		m.Close()
 		return nil, nil, fmt.Errorf("open pty slave: %w", err)
 	}
 	return m, s, nil
+}
+
+// ptsDir is the devpts directory of a ptmx: /dev/pts for /dev/pts/ptmx and for /dev/ptmx.
+func ptsDir(ptmx string) string {
+	dir := path.Dir(ptmx)
+	if path.Base(dir) == "pts" {
+		return dir
+	}
+	return path.Join(dir, "pts")
 }
 
 // control runs fn on f's descriptor without f.Fd(), which would switch f to blocking mode and stop
@@ -106,12 +121,17 @@ func startTerminal(st *State, stdio []*os.File) (*terminal, error) {
 		return nil, fmt.Errorf("terminal: %w", err)
 	}
 	t := &terminal{master: m, slave: s, out: make(chan struct{})}
+	t.relay(stdio)
+	return t, nil
+}
+
+// relay starts copying the master to stdout (stdio[1]) and stdin (stdio[0]) to the master.
+func (t *terminal) relay(stdio []*os.File) {
 	go func() {
 		defer close(t.out)
-		io.Copy(stdio[1], m) // ends with EIO once runc, the last holder of the slave, exited
+		io.Copy(stdio[1], t.master) // ends with EIO once runc, the last holder of the slave, exited
 	}()
-	go io.Copy(m, stdio[0]) // the host's keystrokes; /dev/null without -i
-	return t, nil
+	go io.Copy(t.master, stdio[0]) // the host's keystrokes; /dev/null without -i
 }
 
 // stdio returns the files runc gets as fds 0, 1, 2: the terminal's slave, or files unchanged.

@@ -188,15 +188,17 @@ func TestVMExitContract(t *testing.T) {
 	}
 }
 
-// TestVMStopSignal stops a workload with --stop-signal USR1, which it does not handle: it dies of
-// signal 10 and c2vm exits 128+10.
+// TestVMStopSignal stops a workload with --stop-signal USR1: its PID 1 (a shell acting as a tiny
+// init, since the PID 1 of a PID namespace cannot be killed from outside by any signal but SIGKILL)
+// passes USR1 on to the real program, which dies of it, and c2vm exits 128+10.
 func TestVMStopSignal(t *testing.T) {
 	dir := testBundle(t, "squashfs")
+	script := `sleep 1000 & child=$!; trap 'kill -USR1 $child' USR1; echo ready; wait $child; wait $child; s=$?; echo child $s; exit $s`
 	out := &readyWriter{ready: make(chan struct{})}
 	var errb strings.Builder
 	done := make(chan int, 1)
 	go func() {
-		done <- Main([]string{"c2vm", "run", "--timeout", "120s", "--stop-signal", "usr1", dir, "--", "echo ready; exec sleep 1000"},
+		done <- Main([]string{"c2vm", "run", "--timeout", "120s", "--stop-signal", "usr1", dir, "--", script},
 			strings.NewReader(""), out, &errb)
 	}()
 	select {
@@ -207,7 +209,8 @@ func TestVMStopSignal(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := <-done; code != 128+int(syscall.SIGUSR1) {
-		t.Fatalf("exit %d (stdout %q stderr %q), want %d", code, out.String(), errb.String(), 128+int(syscall.SIGUSR1))
+	want := 128 + int(syscall.SIGUSR1)
+	if code := <-done; code != want || out.String() != "ready\nchild 138\n" {
+		t.Fatalf("exit %d stdout %q (stderr %q), want exit %d stdout \"ready\\nchild 138\\n\"", code, out.String(), errb.String(), want)
 	}
 }

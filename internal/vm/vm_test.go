@@ -57,6 +57,28 @@ func TestArgv(t *testing.T) {
 	}
 }
 
+// TestArgvStdinServer checks that QEMU is the server of the stdin port's socket (see feedStdin)
+// and the client of the others.
+func TestArgvStdinServer(t *testing.T) {
+	socks := map[string]string{portConsole: "/s/con", portStdout: "/s/out", portStderr: "/s/err", portStatus: "/s/status", portStdin: "/s/in"}
+	argv, err := Argv(Config{QEMU: "/usr/bin/qemu-system-x86_64", Accel: "tcg"}, socks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(argv, " ")
+	for _, want := range []string{
+		"socket,id=stdin,path=/s/in,server=on,wait=off -device virtserialport,bus=vser.0,chardev=stdin,name=c2vm.stdin",
+		"socket,id=status,path=/s/status -device",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("argv lacks %q:\n%s", want, got)
+		}
+	}
+	if l := (WindowSize{Rows: 33, Cols: 77}).line(); l != "winsize 33 77\n" {
+		t.Errorf("winsize line %q", l)
+	}
+}
+
 func TestTailKeepsLastLines(t *testing.T) {
 	var tl tail
 	for i := 0; i < 5000; i++ {
