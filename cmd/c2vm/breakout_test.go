@@ -58,7 +58,7 @@ var (
 func requireConvert(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("convert test: skipped with -short")
+		t.Skip("convert test: skipped with -short (testing.Short; make test and CI run it)")
 	}
 	var missing []string
 	if _, err := kernel.Default(t.Context(), kernel.Options{}); err != nil {
@@ -72,14 +72,7 @@ func requireConvert(t *testing.T) {
 			missing = append(missing, tool+" (Debian packages squashfs-tools, util-linux)")
 		}
 	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "convert test needs: " + strings.Join(missing, "; ") + " — run `make test`, which installs them"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	require(t, "convert", missing)
 }
 
 // cliWorkspace builds c2vm once and prepares a kernel and home the converting user can read.

@@ -17,7 +17,7 @@ func openPTY(t *testing.T, rows, cols uint16) (master, slave *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
+		require(t, "terminal", []string{"/dev/ptmx: " + err.Error()})
 	}
 	t.Cleanup(func() { m.Close() })
 	var n int
