@@ -16,7 +16,7 @@ ARG DEBIAN_IMAGE=debian:bookworm-slim
 
 FROM ${GO_IMAGE} AS build
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      gcc libc6-dev libseccomp-dev make busybox-static && rm -rf /var/lib/apt/lists/*
+      gcc libc6-dev pkg-config libseccomp-dev make busybox-static && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -10,7 +10,7 @@ CACHE      ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/c2vm
 KERNEL_DIR := $(CACHE)/kernel
 KERNEL_PKG ?= linux-image-cloud-amd64
 FUZZTIME   ?= 30s
-DEB_PKGS   := gcc libc6-dev libseccomp-dev qemu-system-x86 squashfs-tools erofs-utils e2fsprogs busybox-static
+DEB_PKGS   := gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 squashfs-tools erofs-utils e2fsprogs busybox-static
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 ASSETS     := initgen/assets/files
 RUNC_VER   := $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/runc 2>/dev/null)
@@ -30,7 +30,7 @@ deps: ## install the Debian packages c2vm needs (only the missing ones)
 	fi
 
 deps-build: ## install only what building c2vm needs (gcc, libseccomp-dev)
-	@$(MAKE) --no-print-directory deps DEB_PKGS="gcc libc6-dev libseccomp-dev"
+	@$(MAKE) --no-print-directory deps DEB_PKGS="gcc libc6-dev pkg-config libseccomp-dev"
 
 kernel: deps ## fetch the reference kernel package into $(CACHE)/kernel (once)
 	@if ! ls $(KERNEL_DIR)/linux-image-[0-9]*.deb >/dev/null 2>&1; then \
