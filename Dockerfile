@@ -37,14 +37,14 @@ ENTRYPOINT ["c2vm"]
 FROM converter AS bundle-build
 ARG IMAGE=image.tar
 COPY ${IMAGE} /in/image.tar
-RUN c2vm convert --quiet -o /out/bundle /in/image.tar
+RUN mkdir -p /out && c2vm convert --quiet -o /out/bundle /in/image.tar
 
 FROM scratch AS bundle
 COPY --from=bundle-build /out/bundle /
 
 FROM converter AS hello-build
 COPY --from=build /out/hello-oci /in/hello-oci
-RUN c2vm convert --quiet -o /out/bundle oci:/in/hello-oci:hello
+RUN mkdir -p /out && c2vm convert --quiet -o /out/bundle oci:/in/hello-oci:hello
 
 FROM scratch AS hello
 COPY --from=hello-build /out/bundle /
