@@ -65,8 +65,8 @@ func BenchmarkConvert(b *testing.B) {
 	for _, format := range []string{bootcfg.FormatSquashfs, bootcfg.FormatErofs, bootcfg.FormatInitrd} {
 		b.Run(format, func(b *testing.B) {
 			if format == bootcfg.FormatSquashfs {
-				if _, err := exec.LookPath("sqfstar"); err != nil {
-					b.Skip("sqfstar missing")
+				if _, err := exec.LookPath("mksquashfs"); err != nil {
+					b.Skip("mksquashfs missing")
 				}
 			}
 			b.SetBytes(size)
@@ -89,7 +89,7 @@ func BenchmarkConvert(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			tmp := b.TempDir()
 			run(b, "umoci", "raw", "unpack", "--rootless", "--image", img+":bench", filepath.Join(tmp, "rootfs"))
-			run(b, "mksquashfs", filepath.Join(tmp, "rootfs"), filepath.Join(tmp, "rootfs.squashfs"), "-comp", "zstd", "-noappend", "-quiet", "-no-progress")
+			run(b, "mksquashfs", filepath.Join(tmp, "rootfs"), filepath.Join(tmp, "rootfs.squashfs"), "-comp", "zstd", "-Xcompression-level", "3", "-noappend", "-quiet", "-no-progress")
 		}
 	})
 }

@@ -82,11 +82,11 @@ func requireFormat(t *testing.T, format string) {
 	if format != bootcfg.FormatSquashfs {
 		return
 	}
-	if _, err := exec.LookPath("sqfstar"); err != nil {
+	if _, err := exec.LookPath("mksquashfs"); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("sqfstar missing: install Debian package squashfs-tools")
+			t.Fatal("mksquashfs missing: install Debian package squashfs-tools")
 		}
-		t.Skip("sqfstar missing: install Debian package squashfs-tools") // not in CI: fails above
+		t.Skip("mksquashfs missing: install Debian package squashfs-tools") // not in CI: fails above
 	}
 }
 

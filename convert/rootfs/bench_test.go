@@ -36,7 +36,7 @@ func BenchmarkWrite(b *testing.B) {
 	} {
 		b.Run(tc.format+"/"+tc.comp, func(b *testing.B) {
 			if tc.format == Squashfs {
-				needTool(b, "sqfstar")
+				needTool(b, "mksquashfs")
 			}
 			out := filepath.Join(b.TempDir(), "img")
 			b.SetBytes(files * size)

@@ -13,7 +13,7 @@ func TestReproducible(t *testing.T) {
 	for _, format := range Formats() {
 		t.Run(format, func(t *testing.T) {
 			if format == Squashfs {
-				needTool(t, "sqfstar")
+				needTool(t, "mksquashfs")
 			}
 			var imgs [][]byte
 			for range 2 {

@@ -13,22 +13,23 @@ import (
 	"time"
 )
 
-// errNoSqfstar is returned when sqfstar is not on PATH.
-var errNoSqfstar = errors.New("sqfstar not found: install Debian package squashfs-tools")
+// errNoMksquashfs is returned when mksquashfs is not on PATH.
+var errNoMksquashfs = errors.New("mksquashfs not found: install Debian package squashfs-tools (4.5 or later)")
 
-// sqfsCompression maps Options.Compression to sqfstar arguments. sqfstar 4.5.1 rejects every
-// compressor option (-Xcompression-level N fails with "missing compression level"), so each
-// compressor runs at its default level (zstd 15, gzip 9).
+// sqfsCompression maps Options.Compression to mksquashfs arguments. zstd runs at level 3: on this
+// kind of machine ~12x faster than its default 15 for an image under 1% larger. (sqfstar 4.5.1, the
+// same tar reader, rejects every -X option — squashfs-tools issue #191 — hence `mksquashfs -tar`.)
 var sqfsCompression = map[string][]string{
-	"":     {"-comp", "zstd"},
-	"zstd": {"-comp", "zstd"},
+	"":     {"-comp", "zstd", "-Xcompression-level", "3"},
+	"zstd": {"-comp", "zstd", "-Xcompression-level", "3"},
 	"gzip": {"-comp", "gzip"},
 	"lz4":  {"-comp", "lz4"},
 	"xz":   {"-comp", "xz"},
 	"none": {"-noI", "-noD", "-noF", "-noX"},
 }
 
-// writeSquashfs pipes the tree's canonical tar stream into sqfstar. The stream already respects
+// writeSquashfs pipes the tree's canonical tar stream into `mksquashfs - OUT -tar` (what sqfstar
+// is; below "sqfstar" means that tar reader). The stream already respects
 // sqfstar 4.5.1's quirks: no duplicate names (it keeps the first), every hardlink after its target
 // (it crashes otherwise), no "./" entry (it ignores it). The root's mode goes on the command line
 // (sqfstar makes it 0777 otherwise); sqfstar 4.5.1 ignores -root-uid and -root-gid (passed anyway
@@ -42,9 +43,9 @@ func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int6
 	if !ok {
 		return fmt.Errorf("unknown squashfs compression %q (want zstd, gzip, lz4, xz or none)", comp)
 	}
-	bin, err := exec.LookPath("sqfstar")
+	bin, err := exec.LookPath("mksquashfs")
 	if err != nil {
-		return errNoSqfstar
+		return errNoMksquashfs
 	}
 	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -60,7 +61,7 @@ func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int6
 		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start sqfstar: %w", err)
+		return fmt.Errorf("start mksquashfs: %w", err)
 	}
 	pipe := &pipeWriter{w: stdin}
 	done := make(chan error, 1)
@@ -80,7 +81,7 @@ func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int6
 		// The tree failed, not the pipe: that is the cause, whatever sqfstar made of the short input.
 		return fmt.Errorf("write tar stream: %w", tarErr)
 	case waitErr != nil:
-		return fmt.Errorf("sqfstar: %w: %s", waitErr, stderr.lastLine())
+		return fmt.Errorf("mksquashfs: %w: %s", waitErr, stderr.lastLine())
 	case tarErr != nil:
 		return fmt.Errorf("write tar stream: %w", tarErr)
 	}
@@ -88,14 +89,13 @@ func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int6
 }
 
 func sqfstarArgs(img *image, out string, compArgs []string) []string {
-	args := []string{
+	args := []string{"-", out, "-tar",
 		"-quiet", "-no-progress", "-reproducible", "-exit-on-error", "-xattrs",
 		"-root-mode", strconv.FormatInt(img.root.Mode&0o7777, 8),
 		"-root-uid", strconv.Itoa(img.root.UID),
 		"-root-gid", strconv.Itoa(img.root.GID),
 	}
-	args = append(args, compArgs...)
-	return append(args, out)
+	return append(args, compArgs...)
 }
 
 // sqfstarEnv returns env with SOURCE_DATE_EPOCH set to epoch, the only way to fix sqfstar

@@ -99,7 +99,7 @@ func octal(t *testing.T, s string) int64 {
 }
 
 func TestSquashfs(t *testing.T) {
-	needTool(t, "sqfstar")
+	needTool(t, "mksquashfs")
 	needTool(t, "unsquashfs")
 	tree := flattenLayers(t, fixtureLayers(t))
 	tree.Root.Mode, tree.Root.UID, tree.Root.GID = 0o751, 0, 10
@@ -130,7 +130,7 @@ func TestSquashfs(t *testing.T) {
 
 // TestSquashfsRootAndTime checks the root's attributes and the mkfs time, which -pf shows.
 func TestSquashfsRootAndTime(t *testing.T) {
-	needTool(t, "sqfstar")
+	needTool(t, "mksquashfs")
 	tree := flattenLayers(t, fixtureLayers(t))
 	tree.Root.Mode, tree.Root.UID, tree.Root.GID = 0o751, 3, 10
 	tree.Root.ModTime = tree.Entries[0].ModTime
@@ -164,7 +164,7 @@ func TestSquashfsRootAndTime(t *testing.T) {
 // devices, xattrs incl. security.capability, hardlinks as shared inodes); unprivileged only
 // bin/ping with its user xattrs.
 func TestSquashfsXattrs(t *testing.T) {
-	needTool(t, "sqfstar")
+	needTool(t, "mksquashfs")
 	needTool(t, "unsquashfs")
 	tree := flattenLayers(t, fixtureLayers(t))
 	img := filepath.Join(t.TempDir(), "rootfs.squashfs")
@@ -190,24 +190,24 @@ func TestSquashfsXattrs(t *testing.T) {
 
 func TestSquashfsErrors(t *testing.T) {
 	tree := flattenLayers(t, fixtureLayers(t))
-	t.Run("missing sqfstar", func(t *testing.T) {
+	t.Run("missing mksquashfs", func(t *testing.T) {
 		t.Setenv("PATH", t.TempDir())
 		out := filepath.Join(t.TempDir(), "img")
 		err := Write(context.Background(), Squashfs, tree, out, Options{})
-		if err == nil || !strings.Contains(err.Error(), "sqfstar not found: install Debian package squashfs-tools") {
+		if err == nil || !strings.Contains(err.Error(), "mksquashfs not found: install Debian package squashfs-tools") {
 			t.Fatalf("got %v", err)
 		}
 	})
-	t.Run("sqfstar fails", func(t *testing.T) {
-		needTool(t, "sqfstar")
+	t.Run("mksquashfs fails", func(t *testing.T) {
+		needTool(t, "mksquashfs")
 		out := filepath.Join(t.TempDir(), "no-such-dir", "img")
 		err := Write(context.Background(), Squashfs, tree, out, Options{})
-		if err == nil || !strings.Contains(err.Error(), "sqfstar: exit status") {
+		if err == nil || !strings.Contains(err.Error(), "mksquashfs: exit status") {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("canceled", func(t *testing.T) {
-		needTool(t, "sqfstar")
+		needTool(t, "mksquashfs")
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		out := filepath.Join(t.TempDir(), "img")
