@@ -58,9 +58,11 @@ func (p *progress) Step(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.step != nil {
-		p.step.SetTotal(1, true)
+		p.step.Increment() // current reaches the total of 1: the spinner completes
 	}
-	p.step = p.p.AddSpinner(1, mpb.PrependDecorators(decor.Name(name)), mpb.BarFillerClearOnComplete())
+	p.step = p.p.AddSpinner(1, mpb.PrependDecorators(decor.Name(name, decor.WC{W: 16, C: decor.DindentRight})),
+		mpb.BarFillerClearOnComplete(),
+		mpb.AppendDecorators(decor.OnComplete(decor.Elapsed(decor.ET_STYLE_GO), "done")))
 }
 
 // Wait finishes the bars.
@@ -70,7 +72,7 @@ func (p *progress) Wait() {
 	}
 	p.mu.Lock()
 	if p.step != nil {
-		p.step.SetTotal(1, true)
+		p.step.Increment()
 	}
 	for _, b := range p.bars {
 		b.Abort(false)
