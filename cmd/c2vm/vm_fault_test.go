@@ -60,9 +60,9 @@ func segvScript(t *testing.T) string {
 	return script
 }
 
-// faultBundle returns a copy of src (files symlinked) whose manifest edit changed; edit may also
+// editedBundle returns a copy of src (files symlinked) whose manifest edit changed; edit may also
 // replace files in the copy (it gets the copy's directory) and must then re-describe them.
-func faultBundle(t *testing.T, src string, edit func(t *testing.T, m *bundle.Manifest, dir string)) string {
+func editedBundle(t *testing.T, src string, edit func(t *testing.T, m *bundle.Manifest, dir string)) string {
 	t.Helper()
 	dir := t.TempDir()
 	m, err := bundle.Read(src)
@@ -180,7 +180,7 @@ func TestVMFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := faultBundle(t, src, tt.edit)
+			dir := editedBundle(t, src, tt.edit)
 			args := append([]string{"run"}, tt.flags...)
 			if len(tt.flags) == 0 {
 				args = append(args, "--timeout", "120s")

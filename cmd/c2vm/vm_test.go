@@ -191,24 +191,33 @@ func TestVMStop(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := &readyWriter{ready: make(chan struct{})}
-			var errb strings.Builder
-			done := make(chan int, 1)
-			go func() {
-				done <- Main([]string{"c2vm", "run", "--timeout", "120s", "--stop-timeout", "1", dir, "--", tt.script}, strings.NewReader(""), out, &errb)
-			}()
-			select {
-			case <-out.ready:
-			case code := <-done:
-				t.Fatalf("run ended (exit %d) before the workload was ready; stdout %q stderr %q", code, out.String(), errb.String())
-			}
-			if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			code := <-done
-			if code != tt.code || out.String() != tt.stdout {
-				t.Fatalf("exit %d stdout %q (stderr %q), want exit %d stdout %q", code, out.String(), errb.String(), tt.code, tt.stdout)
+			code, stdout, stderr := stopWhenReady(t, "--stop-timeout", "1", dir, "--", tt.script)
+			if code != tt.code || stdout != tt.stdout {
+				t.Fatalf("exit %d stdout %q (stderr %q), want exit %d stdout %q", code, stdout, stderr, tt.code, tt.stdout)
 			}
 		})
 	}
+}
+
+// stopWhenReady runs `c2vm run --timeout 120s ARGS...` in-process and, once the workload has printed
+// "ready", sends this process a SIGTERM (c2vm run's stop request); it returns the exit status,
+// stdout and stderr.
+func stopWhenReady(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	out := &readyWriter{ready: make(chan struct{})}
+	var errb strings.Builder
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(append([]string{"c2vm", "run", "--timeout", "120s"}, args...), strings.NewReader(""), out, &errb)
+	}()
+	select {
+	case <-out.ready:
+	case code := <-done:
+		t.Fatalf("run ended (exit %d) before the workload was ready; stdout %q stderr %q", code, out.String(), errb.String())
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code := <-done
+	return code, out.String(), errb.String()
 }

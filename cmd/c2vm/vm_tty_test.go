@@ -194,23 +194,9 @@ func TestVMExitContract(t *testing.T) {
 func TestVMStopSignal(t *testing.T) {
 	dir := testBundle(t, "squashfs")
 	script := `sleep 1000 & child=$!; trap 'kill -USR1 $child' USR1; echo ready; wait $child; wait $child; s=$?; echo child $s; exit $s`
-	out := &readyWriter{ready: make(chan struct{})}
-	var errb strings.Builder
-	done := make(chan int, 1)
-	go func() {
-		done <- Main([]string{"c2vm", "run", "--timeout", "120s", "--stop-signal", "usr1", dir, "--", script},
-			strings.NewReader(""), out, &errb)
-	}()
-	select {
-	case <-out.ready:
-	case code := <-done:
-		t.Fatalf("run ended (exit %d) before the workload was ready; stdout %q stderr %q", code, out.String(), errb.String())
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	code, stdout, stderr := stopWhenReady(t, "--stop-signal", "usr1", dir, "--", script)
 	want := 128 + int(syscall.SIGUSR1)
-	if code := <-done; code != want || out.String() != "ready\nchild 138\n" {
-		t.Fatalf("exit %d stdout %q (stderr %q), want exit %d stdout \"ready\\nchild 138\\n\"", code, out.String(), errb.String(), want)
+	if code != want || stdout != "ready\nchild 138\n" {
+		t.Fatalf("exit %d stdout %q (stderr %q), want exit %d stdout \"ready\\nchild 138\\n\"", code, stdout, stderr, want)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,28 +61,12 @@ func TestVMVolumes(t *testing.T) {
 // given VOLUMEs.
 func volumeBundle(t *testing.T, src string, volumes ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, f := range []string{bundle.KernelFile, bundle.InitrdFile, "rootfs.squashfs"} {
-		if err := os.Symlink(filepath.Join(src, f), filepath.Join(dir, f)); err != nil {
-			t.Fatal(err)
+	return editedBundle(t, src, func(_ *testing.T, m *bundle.Manifest, _ string) {
+		m.Image.Volumes = map[string]struct{}{}
+		for _, v := range volumes {
+			m.Image.Volumes[v] = struct{}{}
 		}
-	}
-	m, err := bundle.Read(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Image.Volumes = map[string]struct{}{}
-	for _, v := range volumes {
-		m.Image.Volumes[v] = struct{}{}
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, bundle.ManifestFile), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	})
 }
 
 // mkfs makes a 32 MiB ext4 image.
