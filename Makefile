@@ -10,6 +10,7 @@ CACHE      ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/c2vm
 KERNEL_DIR := $(CACHE)/kernel
 KERNEL_PKG ?= linux-image-cloud-amd64
 FUZZTIME   ?= 30s
+FUZZMIN    ?= 5s
 DEB_PKGS   := gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 squashfs-tools erofs-utils e2fsprogs busybox-static
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 ASSETS     := initgen/assets/files
@@ -79,10 +80,10 @@ lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZMIN bounds minimizing new inputs)
 	@for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -timeout 0 $$pkg || exit 1; \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) -timeout 0 $$pkg || exit 1; \
 	  done; \
 	done
 
