@@ -1,6 +1,8 @@
 package guestinit
 
 import (
+	"github.com/c2vm/c2vm/internal/fdio"
+
 	"encoding/json"
 	"fmt"
 	"io"
@@ -40,7 +42,7 @@ func openPTYAt(ptmx string) (master, slave *os.File, err error) {
 		return nil, nil, fmt.Errorf("open pty master: %w", err)
 	}
 	var n int
-	err = control(m, func(fd int) error {
+	err = fdio.Control(m, func(fd int) error {
 		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
 			return fmt.Errorf("unlock pty: %w", err)
 		}
@@ -67,20 +69,6 @@ func ptsDir(ptmx string) string {
 		return dir
 	}
 	return path.Join(dir, "pts")
-}
-
-// control runs fn on f's descriptor without f.Fd(), which would switch f to blocking mode and stop
-// Close from interrupting a pending Read.
-func control(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
 }
 
 // specTerminal reports whether a runtime spec asks for a terminal.
@@ -164,7 +152,7 @@ func (t *terminal) request(line string) {
 		return
 	}
 	ws := &unix.Winsize{Row: rows, Col: cols}
-	if control(t.master, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) }) != nil {
+	if fdio.Control(t.master, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) }) != nil {
 		return
 	}
 	t.mu.Lock()

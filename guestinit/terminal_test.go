@@ -1,6 +1,8 @@
 package guestinit
 
 import (
+	"github.com/c2vm/c2vm/internal/fdio"
+
 	"io"
 	"os"
 	"strings"
@@ -95,7 +97,7 @@ func TestTerminalRelay(t *testing.T) {
 		t.Fatalf("runc stdio %v, want the slave three times", files)
 	}
 	// The slave in raw mode, as runc sets it, so that bytes pass unchanged.
-	if err := control(slave, func(fd int) error {
+	if err := fdio.Control(slave, func(fd int) error {
 		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 		if err != nil {
 			return err
@@ -113,7 +115,7 @@ func TestTerminalRelay(t *testing.T) {
 	}
 	term.request("winsize 33 77")
 	var ws *unix.Winsize
-	control(slave, func(fd int) (err error) { ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); return err })
+	fdio.Control(slave, func(fd int) (err error) { ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); return err })
 	if ws == nil || ws.Row != 33 || ws.Col != 77 {
 		t.Errorf("slave size %+v, want 33x77", ws)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/c2vm/c2vm/internal/fdio"
+
 	"errors"
 	"io"
 	"os"
@@ -42,7 +44,7 @@ func setupTerminal(c *cli.Context, cfg *vm.Config) (restore func(), err error) {
 		return restore, nil // -t alone: the workload still gets a terminal, with no input
 	}
 	var state *term.State
-	if err := withFd(f, func(fd int) (err error) { state, err = term.MakeRaw(fd); return err }); err != nil {
+	if err := fdio.Control(f, func(fd int) (err error) { state, err = term.MakeRaw(fd); return err }); err != nil {
 		return restore, errors.New("run: -t: cannot put the terminal in raw mode: " + err.Error())
 	}
 	stop := watchSize(f, cfg)
@@ -50,7 +52,7 @@ func setupTerminal(c *cli.Context, cfg *vm.Config) (restore func(), err error) {
 	return func() {
 		once.Do(func() {
 			stop()
-			withFd(f, func(fd int) error { return term.Restore(fd, state) })
+			fdio.Control(f, func(fd int) error { return term.Restore(fd, state) })
 		})
 	}, nil
 }
@@ -89,7 +91,7 @@ func watchSize(f *os.File, cfg *vm.Config) (stop func()) {
 
 func windowSize(f *os.File) (vm.WindowSize, bool) {
 	var w, h int
-	err := withFd(f, func(fd int) (err error) { w, h, err = term.GetSize(fd); return err })
+	err := fdio.Control(f, func(fd int) (err error) { w, h, err = term.GetSize(fd); return err })
 	if err != nil || w <= 0 || h <= 0 || w > 0xffff || h > 0xffff {
 		return vm.WindowSize{}, false
 	}
@@ -97,24 +99,10 @@ func windowSize(f *os.File) (vm.WindowSize, bool) {
 }
 
 func isTerminal(f *os.File) bool {
-	return withFd(f, func(fd int) error {
+	return fdio.Control(f, func(fd int) error {
 		if !term.IsTerminal(fd) {
 			return io.EOF
 		}
 		return nil
 	}) == nil
-}
-
-// withFd runs fn on f's descriptor without f.Fd(), which would switch f to blocking mode and keep a
-// pending read of the relay from ever being interrupted.
-func withFd(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
 }
