@@ -38,11 +38,11 @@ func (b *builder) applyLayer(ctx context.Context, li int, l Layer) (err error) {
 	}
 	rc, err := l.Open(ctx)
 	if err != nil {
-		return fmt.Errorf("flatten layer %s: %w", l.Digest, err)
+		return layerErr(l, err)
 	}
 	defer func() {
 		if cerr := rc.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("flatten layer %s: %w", l.Digest, cerr)
+			err = layerErr(l, cerr)
 		}
 	}()
 	tr := tar.NewReader(rc)
@@ -57,9 +57,9 @@ func (b *builder) applyLayer(ctx context.Context, li int, l Layer) (err error) {
 		}
 		if err != nil {
 			if last == "" {
-				return fmt.Errorf("flatten layer %s: reading tar: %w", l.Digest, err)
+				return layerErr(l, fmt.Errorf("reading tar: %w", err))
 			}
-			return fmt.Errorf("flatten layer %s: reading tar after %s: %w", l.Digest, show(last), err)
+			return layerErr(l, fmt.Errorf("reading tar after %s: %w", show(last), err))
 		}
 		last = hdr.Name
 		if err := b.apply(li, hdr, tr); err != nil {
@@ -67,9 +67,18 @@ func (b *builder) applyLayer(ctx context.Context, li int, l Layer) (err error) {
 		}
 	}
 	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return fmt.Errorf("flatten layer %s: %w", l.Digest, err)
+		return layerErr(l, err)
 	}
 	return nil
+}
+
+// layerErr wraps an error of the layer's stream with the layer's digest, unless the stream's own
+// error names it already (convert/image's verifying reader does), so the line says it once.
+func layerErr(l Layer, err error) error {
+	if l.Digest != "" && strings.Contains(err.Error(), l.Digest) {
+		return fmt.Errorf("flatten: %w", err)
+	}
+	return fmt.Errorf("flatten layer %s: %w", l.Digest, err)
 }
 
 // show prints a name as is when it is printable UTF-8, quoted otherwise.
