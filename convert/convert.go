@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -128,6 +129,9 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 		return nil, err
 	}
 	defer img.Close()
+	if err := runnable(img.Platform); err != nil {
+		return nil, err
+	}
 	c.step("flatten layers")
 	// Spool beside the output: that filesystem is about to hold the rootfs anyway.
 	tree, err := flatten.Flatten(ctx, flattenLayers(img), flatten.Options{MaxSize: c.opts.MaxSize, Warn: c.opts.Warn, SpoolDir: c.stage.Dir})
@@ -156,6 +160,15 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// runnable rejects images the bundle's guest cannot run: the guest init, runc and kernel are built
+// for the host's architecture, which runs its own and its 32-bit sibling's binaries.
+func runnable(p ocispec.Platform) error {
+	if spec.GuestArch(p.Architecture) != runtime.GOARCH {
+		return fmt.Errorf("image platform %s/%s cannot run in the %s guest this c2vm builds (its kernel, init and runc are %s): convert a %s image, or wait for foreign-arch (binfmt) bundles", p.OS, p.Architecture, runtime.GOARCH, runtime.GOARCH, runtime.GOARCH)
+	}
+	return nil
 }
 
 func validFormat(f string) bool {

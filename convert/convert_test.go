@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -271,5 +272,30 @@ func TestMergeEnv(t *testing.T) {
 	want := []string{"A=5", "B=3", "C=4"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("MergeEnv = %v, want %v", got, want)
+	}
+}
+
+func TestConvertRejectsForeignArch(t *testing.T) {
+	fakeAssets(t)
+	layer := imagetest.TarLayer(t, imagetest.TarFile("x", "x"))
+	dir := filepath.Join(t.TempDir(), "oci")
+	foreign := "arm64"
+	if runtime.GOARCH == "arm64" {
+		foreign = "amd64"
+	}
+	imagetest.WriteOCILayout(t, dir, imagetest.Image{
+		Name: "app", Platform: ocispec.Platform{OS: "linux", Architecture: foreign},
+		Config: ocispec.Image{Config: ocispec.ImageConfig{Cmd: []string{"/x"}}},
+		Layers: []imagetest.Layer{{Data: layer}},
+	})
+	out := filepath.Join(t.TempDir(), "b")
+	opts := baseOptions(t, dir, out)
+	opts.Platform = "linux/" + foreign
+	_, err := Convert(context.Background(), opts)
+	if err == nil || !strings.Contains(err.Error(), "cannot run in the "+runtime.GOARCH+" guest") {
+		t.Fatalf("err = %v, want a foreign-architecture error", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("output exists after the error: %v", err)
 	}
 }

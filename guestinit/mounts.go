@@ -68,7 +68,7 @@ func mountOne(st *State, m bootcfg.Mount) error {
 	}
 	for _, d := range m.Mkdir {
 		p := path.Join(m.Target, d)
-		if !strings.HasPrefix(p, m.Target) {
+		if !isBelow(p, m.Target) {
 			return fmt.Errorf("mount %s: mkdir %q escapes the target", m.Target, d)
 		}
 		if err := st.Sys.MkdirAll(p, 0o755); err != nil {

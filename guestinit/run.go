@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -168,8 +169,16 @@ func scanStopRequests(r io.Reader, to chan<- string) error {
 	return sc.Err()
 }
 
-// runcKill asks runc to signal the container. The child is reaped by the run step's reap loop.
+// runcKill asks runc to signal the container. The child is reaped by the run step's reap loop. A
+// stop that comes while the container is still being created (the host may ask during boot) waits,
+// bounded, for runc's state file: `runc kill` on a container that does not exist yet does nothing.
 func runcKill(st *State, sig string) {
+	state := path.Join(runcRoot, st.Cfg.Container.ID, "state.json")
+	for deadline := st.Clock.Now().Add(containerWait); st.Clock.Now().Before(deadline); st.Clock.Sleep(pollInterval) {
+		if _, err := st.Sys.Stat(state); err == nil {
+			break
+		}
+	}
 	files, err := openStdio(&State{Sys: st.Sys}) // no ports: /dev/null and the console
 	if err != nil {
 		st.Console("c2vm-init: stop: %v", err)
@@ -181,6 +190,9 @@ func runcKill(st *State, sig string) {
 		st.Console("c2vm-init: stop: runc kill %s: %v", sig, err)
 	}
 }
+
+// containerWait bounds how long a stop request waits for the container to exist.
+const containerWait = 5 * time.Second
 
 // stopper turns stop requests into signals: the stop signal first, SIGKILL after the timeout or on
 // a second request.

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,11 @@ func runRun(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
+	// From here on signals are ours: before the VM runs they cancel (temporary files are removed),
+	// then the first asks the guest to stop and the second kills the VM.
+	stop := make(chan struct{}, 1)
+	var running atomic.Bool
+	defer handleSignals(cancel, stop, &running)()
 	if t := c.Duration("timeout"); t > 0 {
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
@@ -86,9 +92,8 @@ func runRun(c *cli.Context) error {
 		cfg.Console = c.App.ErrWriter
 		cfg.OnStart = func(argv []string) { fmt.Fprintln(c.App.ErrWriter, "c2vm: qemu:", quoteArgs(argv)) }
 	}
-	stop := make(chan struct{}, 1)
 	cfg.Stop = stop
-	defer handleSignals(cancel, stop)()
+	running.Store(true)
 	res, err := vm.Run(ctx, cfg)
 	if err != nil {
 		return vmError(err, res, c.Duration("timeout"))
@@ -96,22 +101,27 @@ func runRun(c *cli.Context) error {
 	return exitError{code: res.ExitCode}
 }
 
-// handleSignals turns the first SIGINT/SIGTERM into a stop request to the guest and the second into
-// killing the VM. It returns a function that stops listening.
-func handleSignals(kill context.CancelFunc, stop chan<- struct{}) func() {
+// handleSignals turns the first SIGINT/SIGTERM while the VM runs into a stop request to the guest
+// and any other into killing it (or cancelling the run before the VM starts). SIGHUP and SIGPIPE
+// (the terminal or the reader of our output went away) cancel at once. It returns a function that
+// stops listening.
+func handleSignals(kill context.CancelFunc, stop chan<- struct{}, running *atomic.Bool) func() {
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	done := make(chan struct{})
 	go func() {
 		n := 0
 		for {
 			select {
-			case <-sig:
+			case s := <-sig:
 				n++
-				if n == 1 {
-					stop <- struct{}{}
-				} else {
+				if n > 1 || !running.Load() || s == syscall.SIGHUP || s == syscall.SIGPIPE {
 					kill()
+					continue
+				}
+				select {
+				case stop <- struct{}{}:
+				default:
 				}
 			case <-done:
 				return
@@ -122,19 +132,17 @@ func handleSignals(kill context.CancelFunc, stop chan<- struct{}) func() {
 }
 
 func vmError(err error, res *vm.Result, timeout time.Duration) error {
+	if errors.Is(err, context.Canceled) {
+		return err // Main reports "interrupted" and exits 130
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("run: the VM did not finish within --timeout %s and was killed", timeout)
 	}
 	msg := "run: " + err.Error()
 	if res != nil && res.ConsoleTail != "" && errors.Is(err, vm.ErrNoStatus) {
-		msg += " (run with --debug to see the console; last console line: " + lastLine(res.ConsoleTail) + ")"
+		msg += " (run with --debug to see the console; last console line: " + vm.LastLine(res.ConsoleTail) + ")"
 	}
 	return errors.New(msg)
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func runOptions(c *cli.Context, cmd []string) (launch.Options, error) {

@@ -25,8 +25,8 @@ func terminalFlags() []cli.Flag {
 }
 
 // setupTerminal connects the host's stdin (-i) and terminal (-t) to the VM in cfg. Without -i the
-// workload's stdin is /dev/null. With -t and a terminal on stdin, that terminal goes raw (keys,
-// Ctrl-C included, go to the workload's terminal) and its size is sent now and on each SIGWINCH.
+// workload's stdin is /dev/null. With -it and a terminal on stdin, that terminal goes raw (keys,
+// Ctrl-C included, go to the workload's terminal); with -t its size is sent now and on each SIGWINCH.
 // The returned function restores the terminal and stops watching its size; call it on every path.
 func setupTerminal(c *cli.Context, cfg *vm.Config) (restore func(), err error) {
 	restore = func() {}
@@ -42,6 +42,11 @@ func setupTerminal(c *cli.Context, cfg *vm.Config) (restore func(), err error) {
 			return restore, errors.New("run: -it: the input device is not a terminal (drop -t to pipe input into the workload)")
 		}
 		return restore, nil // -t alone: the workload still gets a terminal, with no input
+	}
+	if !c.Bool("interactive") {
+		// -t alone: no keystroke reaches the guest, so the terminal stays cooked and Ctrl-C still
+		// stops the run (as docker does); the workload still gets a terminal of this size.
+		return watchSize(f, cfg), nil
 	}
 	var state *term.State
 	if err := fdio.Control(f, func(fd int) (err error) { state, err = term.MakeRaw(fd); return err }); err != nil {

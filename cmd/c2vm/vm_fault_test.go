@@ -60,7 +60,7 @@ func segvScript(t *testing.T) string {
 	return script
 }
 
-// editedBundle returns a copy of src (files symlinked) whose manifest edit changed; edit may also
+// editedBundle returns a copy of src (files hardlinked: run refuses symlinks) whose manifest edit changed; edit may also
 // replace files in the copy (it gets the copy's directory) and must then re-describe them.
 func editedBundle(t *testing.T, src string, edit func(t *testing.T, m *bundle.Manifest, dir string)) string {
 	t.Helper()
@@ -70,7 +70,7 @@ func editedBundle(t *testing.T, src string, edit func(t *testing.T, m *bundle.Ma
 		t.Fatal(err)
 	}
 	for _, f := range m.Files {
-		if err := os.Symlink(filepath.Join(src, f.Name), filepath.Join(dir, f.Name)); err != nil {
+		if err := os.Link(filepath.Join(src, f.Name), filepath.Join(dir, f.Name)); err != nil {
 			t.Fatal(err)
 		}
 	}

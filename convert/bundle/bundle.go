@@ -151,3 +151,31 @@ func Describe(path string) (File, error) {
 	}
 	return File{Name: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
+
+// CheckFiles checks what `c2vm run` hands to the VMM: the rootfs format is one c2vm writes and the
+// one the boot config mounts, and the kernel, initrd and rootfs are regular files inside dir — not
+// symlinks, which a hostile bundle could point at any host file the user can read.
+func (m *Manifest) CheckFiles(dir string) error {
+	switch m.RootfsFormat {
+	case bootcfg.FormatSquashfs, bootcfg.FormatErofs, bootcfg.FormatInitrd:
+	default:
+		return fmt.Errorf("bundle %s: unknown rootfs format %q in %s", dir, m.RootfsFormat, ManifestFile)
+	}
+	if m.Boot.Container.Rootfs.Format != m.RootfsFormat {
+		return fmt.Errorf("bundle %s: %s says rootfs format %q but its boot config mounts %q: convert the image again", dir, ManifestFile, m.RootfsFormat, m.Boot.Container.Rootfs.Format)
+	}
+	names := []string{KernelFile, InitrdFile}
+	if f := RootfsFile(m.RootfsFormat); f != "" {
+		names = append(names, f)
+	}
+	for _, n := range names {
+		fi, err := os.Lstat(filepath.Join(dir, n))
+		if err != nil {
+			return fmt.Errorf("bundle %s: %w", dir, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("bundle %s: %s is not a regular file (%s): refusing to hand it to the VM", dir, n, fi.Mode().Type())
+		}
+	}
+	return nil
+}

@@ -144,3 +144,49 @@ func assertNoTemp(t *testing.T, dir string) {
 		}
 	}
 }
+
+func TestCheckFiles(t *testing.T) {
+	valid := func(t *testing.T) (string, *Manifest) {
+		dir := t.TempDir()
+		for _, n := range []string{KernelFile, InitrdFile, "rootfs.squashfs"} {
+			os.WriteFile(filepath.Join(dir, n), []byte(n), 0o644)
+		}
+		m := &Manifest{RootfsFormat: "squashfs"}
+		m.Boot.Container.Rootfs.Format = "squashfs"
+		return dir, m
+	}
+	tests := []struct {
+		name string
+		edit func(dir string, m *Manifest)
+		want string
+	}{
+		{"valid", func(string, *Manifest) {}, ""},
+		{"traversing format", func(_ string, m *Manifest) { m.RootfsFormat = "squashfs/../../etc/passwd" }, "unknown rootfs format"},
+		{"format mismatch", func(_ string, m *Manifest) { m.RootfsFormat = "erofs" }, "boot config mounts"},
+		{"symlinked rootfs", func(dir string, _ *Manifest) {
+			os.Remove(filepath.Join(dir, "rootfs.squashfs"))
+			os.Symlink("/etc/passwd", filepath.Join(dir, "rootfs.squashfs"))
+		}, "rootfs.squashfs is not a regular file"},
+		{"symlinked kernel", func(dir string, _ *Manifest) {
+			os.Remove(filepath.Join(dir, KernelFile))
+			os.Symlink("/etc/passwd", filepath.Join(dir, KernelFile))
+		}, "vmlinuz is not a regular file"},
+		{"missing initrd", func(dir string, _ *Manifest) { os.Remove(filepath.Join(dir, InitrdFile)) }, "initrd.img"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, m := valid(t)
+			tt.edit(dir, m)
+			err := m.CheckFiles(dir)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -13,6 +13,21 @@ import (
 // and the guest kernel (Debian 12's 6.1, well past the 4.8 that ptrace needs). The tables mirror
 // contrib/seccomp v2.4.2.
 
+// GuestArch is the architecture of the VM that runs an image of arch: a 32-bit image runs on the
+// kernel of its 64-bit sibling (386 on amd64, arm on arm64), as docker runs it. The seccomp
+// profile is written for the guest kernel, whose list covers the compat architectures too (x86
+// and x32 on amd64, arm on arm64); filtering for "386" alone would leave the native calls of the
+// 64-bit kernel to libseccomp's default action and kill the workload at its first system call.
+func GuestArch(arch string) string {
+	switch arch {
+	case "386":
+		return "amd64"
+	case "arm":
+		return "arm64"
+	}
+	return arch
+}
+
 // ptraceSyscalls is the group containerd allows on kernels ≥ 4.8.
 var ptraceSyscalls = []string{"process_vm_readv", "process_vm_writev", "ptrace"}
 

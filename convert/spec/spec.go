@@ -59,7 +59,7 @@ func Generate(ctx context.Context, img ocispec.Image, opts Options) (*specs.Spec
 		return nil, err
 	}
 	applyVM(s)
-	s.Linux.Seccomp = seccompProfile(s, plat.Architecture)
+	s.Linux.Seccomp = seccompProfile(s, GuestArch(plat.Architecture))
 	return s, nil
 }
 

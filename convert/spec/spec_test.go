@@ -339,3 +339,21 @@ func BenchmarkGenerate(b *testing.B) {
 		}
 	}
 }
+
+// TestSeccompCoversGuestKernel: a 32-bit image runs on its 64-bit sibling's kernel, so the profile
+// must list the kernel's native architecture (else libseccomp's default action kills every call).
+func TestSeccompCoversGuestKernel(t *testing.T) {
+	for _, tt := range []struct {
+		image string
+		want  specs.Arch
+	}{{"386", specs.ArchX86_64}, {"amd64", specs.ArchX86_64}, {"arm", specs.ArchAARCH64}, {"arm64", specs.ArchAARCH64}} {
+		img := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: tt.image}, Config: ocispec.ImageConfig{Cmd: []string{"/x"}}}
+		s, err := Generate(context.Background(), img, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(s.Linux.Seccomp.Architectures, tt.want) {
+			t.Errorf("%s image: seccomp architectures %v lack %s", tt.image, s.Linux.Seccomp.Architectures, tt.want)
+		}
+	}
+}

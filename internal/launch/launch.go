@@ -72,6 +72,9 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := m.CheckFiles(dir); err != nil {
+		return nil, err
+	}
 	boot, rs, err := runConfig(ctx, m, opts)
 	if err != nil {
 		return nil, err
@@ -122,9 +125,7 @@ func runConfig(ctx context.Context, m *bundle.Manifest, opts Options) (*bootcfg.
 		boot.Container.StopSignal = opts.StopSignal
 	}
 	boot.Network = network(opts)
-	if err := boot.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("run options: %w", err)
-	}
+	boot.Container.SpecPath = bootcfg.SpecPath // where writeInitrd puts this run's spec
 	return &boot, rs, nil
 }
 

@@ -253,7 +253,12 @@ func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) 
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("mkfs.ext4 %s: %w: %s", file, err, strings.TrimSpace(string(out)))
 	}
-	return os.Rename(tmp.Name(), file)
+	// Link, not rename: when another run made the same volume meanwhile, keep (and use) its image
+	// rather than replace a file a running VM may already have open.
+	if err := os.Link(tmp.Name(), file); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return checkImage(file)
 }
 
 // mkfsPath finds mkfs.ext4, also in the sbin directories a non-root PATH may lack.

@@ -159,19 +159,20 @@ func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config
 func describeFailure(console, qemuStderr string) error {
 	switch {
 	case strings.Contains(console, "Kernel panic"):
-		return fmt.Errorf("%w: the guest kernel panicked: %s", ErrNoStatus, lastMatching(console, "Kernel panic"))
+		return fmt.Errorf("%w: the guest kernel panicked: %s", ErrNoStatus, firstMatching(console, "Kernel panic"))
 	case strings.TrimSpace(qemuStderr) != "":
-		return fmt.Errorf("%w: qemu: %s", ErrNoStatus, lastLine(qemuStderr))
+		return fmt.Errorf("%w: qemu: %s", ErrNoStatus, LastLine(qemuStderr))
 	}
 	return ErrNoStatus
 }
 
-func lastLine(s string) string {
+// LastLine returns the last non-empty line of s, trimmed.
+func LastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-func lastMatching(s, sub string) string {
+func firstMatching(s, sub string) string {
 	for _, l := range strings.Split(s, "\n") {
 		if strings.Contains(l, sub) {
 			return strings.TrimSpace(l)
