@@ -29,7 +29,7 @@ func convertCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set KEY=VAL in the workload's environment"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "run as name, uid, uid:gid or user:group"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory of the workload"},
-			&cli.Int64Flag{Name: "max-size", Usage: "bound on the uncompressed rootfs in bytes (default 64 GiB)"},
+			&cli.Int64Flag{Name: "max-size", Usage: "bound on the total uncompressed layer content and metadata in bytes (default 64 GiB)"},
 			&cli.BoolFlag{Name: "debug", Usage: "make the guest init log each boot step"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
 			&cli.BoolFlag{Name: "json", Usage: "print the bundle manifest as JSON"},
@@ -41,6 +41,9 @@ func convertCommand() *cli.Command {
 func runConvert(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageError("convert: want exactly one IMAGE argument (flags go before it), got %d", c.NArg())
+	}
+	if c.Int64("max-size") < 0 {
+		return usageError("convert: --max-size %d: want a positive number of bytes (0 = the default 64 GiB)", c.Int64("max-size"))
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -95,16 +95,10 @@ func TestRefusesToReplaceNonBundle(t *testing.T) {
 	target := filepath.Join(parent, "precious")
 	os.Mkdir(target, 0o755)
 	os.WriteFile(filepath.Join(target, "data"), []byte("keep"), 0o644)
-	s, err := NewStage(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeStage(t, s, map[string]string{KernelFile: "k"})
-	err = s.Commit(&Manifest{})
+	_, err := NewStage(target)
 	if err == nil || !strings.Contains(err.Error(), "not a c2vm bundle") {
-		t.Fatalf("commit over a non-bundle dir: %v", err)
+		t.Fatalf("stage over a non-bundle dir: %v (want the refusal before any work)", err)
 	}
-	s.Abort()
 	if b, _ := os.ReadFile(filepath.Join(target, "data")); string(b) != "keep" {
 		t.Fatal("non-bundle directory was changed")
 	}
@@ -188,5 +182,21 @@ func TestCheckFiles(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestEmptyDirectoryIsReplaced(t *testing.T) {
+	target := filepath.Join(t.TempDir(), "b")
+	os.Mkdir(target, 0o755)
+	s, err := NewStage(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeStage(t, s, map[string]string{KernelFile: "k"})
+	if err := s.Commit(&Manifest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(target); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -26,6 +26,8 @@ func NewStage(target string) (*Stage, error) {
 	}
 	if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("output %s exists and is not a directory: choose another -o", target)
+	} else if err == nil && !replaceable(target) {
+		return nil, fmt.Errorf("output %s exists and is not a c2vm bundle: remove it or choose another -o", target)
 	}
 	removeStaleStages(target, time.Now())
 	dir, err := os.MkdirTemp(parent, stagePrefix(target)+strconv.Itoa(os.Getpid())+"-")
@@ -57,7 +59,48 @@ func (s *Stage) Commit(m *Manifest) error {
 	if err := os.Chmod(s.Dir, 0o755); err != nil {
 		return fmt.Errorf("output %s: %w", s.target, err)
 	}
-	return s.replace()
+	if err := s.sync(); err != nil {
+		return fmt.Errorf("output %s: %w", s.target, err)
+	}
+	if err := s.replace(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(s.target))
+}
+
+// replaceable reports whether an existing target may be replaced: an empty directory or a bundle.
+func replaceable(target string) bool {
+	if ents, err := os.ReadDir(target); err == nil && len(ents) == 0 {
+		return true
+	}
+	_, err := Read(target)
+	return err == nil
+}
+
+// sync flushes every file of the stage and the stage directory, so that after the rename a crash
+// cannot leave bundle.json beside truncated files.
+func (s *Stage) sync() error {
+	ents, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := syncPath(s.Path(e.Name())); err != nil {
+			return err
+		}
+	}
+	return syncDir(s.Dir)
+}
+
+func syncDir(dir string) error { return syncPath(dir) }
+
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // Abort removes the stage. It is safe to call after Commit.
@@ -95,7 +138,7 @@ func (s *Stage) describeAll() ([]File, error) {
 func (s *Stage) replace() error {
 	old := ""
 	if _, err := os.Lstat(s.target); err == nil {
-		if _, err := Read(s.target); err != nil {
+		if !replaceable(s.target) { // checked in NewStage too; the directory may have changed since
 			return fmt.Errorf("output %s exists and is not a c2vm bundle: remove it or choose another -o", s.target)
 		}
 		old = s.Dir + ".old"

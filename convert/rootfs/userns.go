@@ -27,7 +27,11 @@ func rootMapping(ctx context.Context, bin string) *syscall.SysProcAttr {
 		return nil
 	}
 	usernsOnce.Do(func() {
-		cmd := exec.CommandContext(ctx, bin, "-version")
+		// Not the caller's ctx: a cancelled first conversion must not disable the mapping for the
+		// life of the process.
+		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(pctx, bin, "-version")
 		cmd.SysProcAttr = newRootMapping()
 		cmd.WaitDelay = 5 * time.Second
 		usernsOK = cmd.Run() == nil
