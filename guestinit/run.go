@@ -49,9 +49,9 @@ func stepRun(_ context.Context, st *State) error {
 	st.Debugf("runc started, pid %d", pid)
 
 	requests := make(chan string, 4)
-	go forward(st.Stop, requests)
+	goSafe(st, "stop requests", func() { forward(st.Stop, requests) })
 	if st.statusPort != nil {
-		go readStopRequests(st, st.statusPort, requests)
+		goSafe(st, "status port", func() { readStopRequests(st, st.statusPort, requests) })
 	}
 	done := make(chan struct{})
 	defer close(done)
@@ -62,7 +62,7 @@ func stepRun(_ context.Context, st *State) error {
 		kill:    func(sig string) { runcKill(st, sig) },
 		other:   term.request,
 	}
-	go s.run(requests, done)
+	goSafe(st, "stopper", func() { s.run(requests, done) })
 
 	ws, err := reap(st.Sys, pid)
 	term.finish(st.Clock)
@@ -144,10 +144,22 @@ func forward(from <-chan string, to chan<- string) {
 	}
 }
 
+// goSafe runs fn in a goroutine that cannot take PID 1 down: a panic there (a bug) is logged on the
+// console instead of ending the init, which would panic the kernel and lose the exit status.
+func goSafe(st *State, name string, fn func()) {
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				st.Console("c2vm-init: %s: panic: %v", name, r)
+			}
+		}()
+		fn()
+	}()
+}
+
 // readStopRequests reads lines from the status port and forwards them as stop requests. A read
 // at EOF (the host end is not connected) is retried after a pause.
 func readStopRequests(st *State, f io.Reader, to chan<- string) {
-	defer func() { recover() }() // a bug here must not take PID 1 down
 	for {
 		if err := scanStopRequests(f, to); err != nil {
 			st.Debugf("status port: %v", err)
