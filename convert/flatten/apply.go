@@ -20,6 +20,20 @@ const (
 	xattrPrefix    = "SCHILY.xattr."
 	modeTypeMask   = 0o170000
 	modeSocket     = 0o140000
+
+	// Limits on an entry's metadata, which stays in memory (Linux's limits, and erofs's: go-erofs
+	// silently truncates xattr names over 255 bytes and values over 65535 bytes, so longer ones
+	// are rejected rather than written into a corrupt image).
+	maxNameLen       = 4096  // PATH_MAX
+	maxLinkLen       = 4095  // symlink and hardlink targets: PATH_MAX less the NUL
+	maxXattrNameLen  = 255   // XATTR_NAME_MAX
+	maxXattrValueLen = 65535 // XATTR_SIZE_MAX is 65536; erofs stores at most 65535
+	// entryOverhead is what each entry is charged against MaxSize besides its names and
+	// xattrs: roughly the in-memory cost of its node, inode and header.
+	entryOverhead = 512
+	// minMetaBudget is the least metadata budget, so a tiny MaxSize still allows a few thousand
+	// entries.
+	minMetaBudget = 1 << 20
 )
 
 // builder applies layers into a tree of nodes.
@@ -27,6 +41,7 @@ type builder struct {
 	root  *node
 	spool *spool
 	total int64 // content bytes spooled so far
+	meta  int64 // metadata bytes charged so far (entries, names, link targets, xattrs)
 	opts  Options
 }
 
@@ -62,6 +77,9 @@ func (b *builder) applyLayer(ctx context.Context, li int, l Layer) (err error) {
 			return layerErr(l, fmt.Errorf("reading tar after %s: %w", show(last), err))
 		}
 		last = hdr.Name
+		if err := b.charge(hdr); err != nil {
+			return fmt.Errorf("flatten layer %s: %s: %w", l.Digest, show(hdr.Name), err)
+		}
 		if err := b.apply(li, hdr, tr); err != nil {
 			return fmt.Errorf("flatten layer %s: %s: %w", l.Digest, show(hdr.Name), err)
 		}
@@ -93,6 +111,39 @@ func (b *builder) warn(format string, args ...any) {
 	if b.opts.Warn != nil {
 		b.opts.Warn(fmt.Sprintf(format, args...))
 	}
+}
+
+// charge checks the size limits on an entry's metadata and charges it against MaxSize. Metadata
+// is held in memory until the tree is written, so it has a budget of its own, MaxSize (at least
+// 1 MiB), separate from the content budget (content is spooled to disk, and a MaxSize exactly
+// filled by content stays valid): memory and disk are each bounded by MaxSize, and the number of
+// entries by MaxSize/512. Entries that are skipped or only whiteouts are charged too.
+func (b *builder) charge(hdr *tar.Header) error {
+	if len(hdr.Name) > maxNameLen {
+		return fmt.Errorf("name is %d bytes, over the %d-byte limit", len(hdr.Name), maxNameLen)
+	}
+	if len(hdr.Linkname) > maxLinkLen {
+		return fmt.Errorf("link target is %d bytes, over the %d-byte limit", len(hdr.Linkname), maxLinkLen)
+	}
+	cost := int64(entryOverhead + len(hdr.Name) + len(hdr.Linkname))
+	for k, v := range hdr.PAXRecords {
+		x, ok := strings.CutPrefix(k, xattrPrefix)
+		if !ok || x == "" {
+			continue
+		}
+		if len(x) > maxXattrNameLen {
+			return fmt.Errorf("xattr name %s is %d bytes, over the %d-byte limit", show(x[:32]+"…"), len(x), maxXattrNameLen)
+		}
+		if len(v) > maxXattrValueLen {
+			return fmt.Errorf("xattr %s value is %d bytes, over the %d-byte limit", show(x), len(v), maxXattrValueLen)
+		}
+		cost += int64(len(x) + len(v))
+	}
+	if cost > max(b.opts.MaxSize, minMetaBudget)-b.meta {
+		return fmt.Errorf("metadata of the uncompressed rootfs (entries, names, xattrs) exceeds --max-size %d", b.opts.MaxSize)
+	}
+	b.meta += cost
+	return nil
 }
 
 // apply applies one tar entry of layer li.

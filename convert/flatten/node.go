@@ -25,7 +25,8 @@ type inode struct {
 	uid, gid           int
 	size, off          int64 // content length and offset in the spool (TypeReg)
 	mtime              time.Time
-	linkname           string // symlink target
+	linkname           string   // symlink target
+	linkComps          []string // split(linkname), computed on first resolution through the link
 	devmajor, devminor int64
 	xattrs             map[string]string
 }
@@ -63,21 +64,38 @@ var (
 // implied directories of layer) and every directory on the final path is marked as written by layer.
 // It returns the directory holding the last component, that component's name and its node (nil when
 // absent). When the last component resolves to a directory through "." or "..", parent is nil.
+//
+// Each symlink target is split once (cached on its inode) and pushed as a slice onto a stack of
+// pending components rather than copied in front of them, and runs of ".." are applied at once,
+// so one resolution costs O(len(p) + maxHops*maxLinkLen) at worst, as in the kernel.
 func resolve(root *node, p string, followLast, create bool, layer int) (parent *node, name string, n *node, err error) {
 	stack := []*node{root}
-	comps := split(p)
+	// pending holds the components still to walk, innermost symlink target last; none is empty.
+	pending := [][]string{split(p)}
+	if len(pending[0]) == 0 {
+		pending = nil
+	}
 	hops := 0
-	for len(comps) > 0 {
-		c := comps[0]
-		comps = comps[1:]
-		last := len(comps) == 0
-		cur := stack[len(stack)-1]
+	for len(pending) > 0 {
+		top := &pending[len(pending)-1]
+		c := (*top)[0]
+		*top = (*top)[1:]
 		if c == ".." {
-			if len(stack) > 1 {
-				stack = stack[:len(stack)-1]
+			up := 1
+			for len(*top) > 0 && (*top)[0] == ".." {
+				*top = (*top)[1:]
+				up++
 			}
+			stack = stack[:max(1, len(stack)-up)]
+		}
+		for len(pending) > 0 && len(pending[len(pending)-1]) == 0 {
+			pending = pending[:len(pending)-1]
+		}
+		if c == ".." {
 			continue
 		}
+		last := len(pending) == 0
+		cur := stack[len(stack)-1]
 		child := cur.kids[c]
 		if last && (!followLast || child == nil) {
 			mark(stack, create, layer)
@@ -101,11 +119,16 @@ func resolve(root *node, p string, followLast, create bool, layer int) (parent *
 			if hops++; hops > maxHops {
 				return nil, "", nil, errLoop
 			}
-			target := child.ino.linkname
-			if strings.HasPrefix(target, "/") {
+			ino := child.ino
+			if ino.linkComps == nil && ino.linkname != "" {
+				ino.linkComps = split(ino.linkname)
+			}
+			if strings.HasPrefix(ino.linkname, "/") {
 				stack = stack[:1]
 			}
-			comps = append(split(target), comps...)
+			if len(ino.linkComps) > 0 {
+				pending = append(pending, ino.linkComps)
+			}
 		default:
 			if last {
 				mark(stack, create, layer)

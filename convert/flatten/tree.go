@@ -53,7 +53,9 @@ type Layer struct {
 
 // Options tunes Flatten. The zero value is the default.
 type Options struct {
-	// MaxSize bounds the total uncompressed content; 0 means 64 GiB.
+	// MaxSize bounds the total uncompressed content (spooled to disk); 0 means 64 GiB. The
+	// metadata held in memory (512 bytes per entry plus its name, link target and xattrs) has a
+	// budget of its own of MaxSize, at least 1 MiB.
 	MaxSize int64
 	// SpoolDir is where file contents are spooled; "" means os.TempDir().
 	SpoolDir string
@@ -72,7 +74,9 @@ type Options struct {
 //     that only comes later in the same layer), a directory or the root is an error;
 //   - whiteouts naming ".", ".." or used as a directory component are an error; a whiteout of a
 //     missing path does nothing; entries naming the root set its attributes (a non-directory
-//     there is an error); sockets and unknown entry types are skipped with a Warn.
+//     there is an error); sockets and unknown entry types are skipped with a Warn;
+//   - names over 4096 bytes, link targets over 4095, xattr names over 255 and xattr values over
+//     65535 (Linux allows 65536, but erofs stores at most 65535 and would truncate) are an error.
 func Flatten(ctx context.Context, layers []Layer, opts Options) (*Tree, error) {
 	if opts.MaxSize <= 0 {
 		opts.MaxSize = defaultMaxSize

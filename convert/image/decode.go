@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -41,18 +42,84 @@ func readJSONBlob(s store, desc ocispec.Descriptor, what string) ([]byte, error)
 	if desc.Size > MaxJSONSize {
 		return nil, fmt.Errorf("%s %s: %d bytes is over the %d MiB limit for JSON blobs", what, desc.Digest, desc.Size, MaxJSONSize>>20)
 	}
-	b, err := readMember(s, blobPath(desc.Digest), desc.Size)
+	p := blobPath(desc.Digest)
+	b, err := readMember(s, p, desc.Size)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, desc.Digest, err)
+	}
+	c, cached := s.(*openCache)
+	if cached {
+		c.mu.Lock()
+		ok := c.verified[p]
+		c.mu.Unlock()
+		if ok {
+			return b, nil
+		}
 	}
 	if got := desc.Digest.Algorithm().FromBytes(b); got != desc.Digest {
 		return nil, fmt.Errorf("%s %s: digest mismatch: content in %s has digest %s; the image is corrupt", what, desc.Digest, s.where(), got)
 	}
+	if cached {
+		c.mu.Lock()
+		c.verified[p] = true
+		c.mu.Unlock()
+	}
 	return b, nil
+}
+
+// MaxOpenJSON bounds the JSON (index.json or manifest.json, indexes, manifests, configs) one Open
+// reads in total; members read again are served from a cache and not counted twice.
+const MaxOpenJSON = 64 << 20
+
+// openCache wraps the store of one Open: whole members read by readMember are cached by name and
+// their total size is bounded by MaxOpenJSON, blobs are verified against their digest once, and
+// members hashed by hashMember are hashed once. Like the stores, it is safe for concurrent use.
+type openCache struct {
+	store
+	mu       sync.Mutex
+	read     int64
+	members  map[string][]byte
+	verified map[string]bool // blob paths whose content matched their digest
+	hashes   map[string]digest.Digest
+	configs  map[string]ocispec.Image // decoded docker-archive configs by path and layer count
+}
+
+func newOpenCache(s store) *openCache {
+	return &openCache{store: s, members: map[string][]byte{}, verified: map[string]bool{}, hashes: map[string]digest.Digest{},
+		configs: map[string]ocispec.Image{}}
 }
 
 // readMember reads a whole member of at most MaxJSONSize bytes; want >= 0 also requires that size.
 func readMember(s store, name string, want int64) ([]byte, error) {
+	c, ok := s.(*openCache)
+	if !ok {
+		return readMemberUncached(s, name, want)
+	}
+	c.mu.Lock()
+	b, hit := c.members[name]
+	c.mu.Unlock()
+	if hit {
+		if want >= 0 && int64(len(b)) != want {
+			return nil, fmt.Errorf("size mismatch: %s in %s is %d bytes, the descriptor says %d", name, s.where(), len(b), want)
+		}
+		return b, nil
+	}
+	b, err := readMemberUncached(c.store, name, want)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.read+int64(len(b)) > MaxOpenJSON {
+		return nil, fmt.Errorf("%s in %s: the image's JSON (indexes, manifests, configs) is over the %d MiB limit in total",
+			name, s.where(), MaxOpenJSON>>20)
+	}
+	c.read += int64(len(b))
+	c.members[name] = b
+	return b, nil
+}
+
+func readMemberUncached(s store, name string, want int64) ([]byte, error) {
 	rc, size, err := s.open(name)
 	if err != nil {
 		return nil, err
@@ -110,6 +177,18 @@ func DecodeIndex(b []byte, mediaType string) (ocispec.Index, error) {
 	return idx, nil
 }
 
+// errNotImageConfig marks a manifest whose config is not an image config: an artifact.
+var errNotImageConfig = errors.New("not a container image config (is this an artifact?)")
+
+// notImageConfigError is errNotImageConfig with the config's media type.
+type notImageConfigError struct{ mediaType string }
+
+func (e *notImageConfigError) Error() string {
+	return fmt.Sprintf("manifest: config media type %q is %v", e.mediaType, errNotImageConfig)
+}
+
+func (e *notImageConfigError) Is(target error) bool { return target == errNotImageConfig }
+
 // DecodeManifest decodes and validates an OCI image manifest or Docker v2 schema 2 manifest.
 func DecodeManifest(b []byte, mediaType string) (ocispec.Manifest, error) {
 	var m ocispec.Manifest
@@ -129,7 +208,7 @@ func DecodeManifest(b []byte, mediaType string) (ocispec.Manifest, error) {
 		return m, fmt.Errorf("manifest: config: %w", err)
 	}
 	if !isConfigType(m.Config.MediaType) {
-		return m, fmt.Errorf("manifest: config media type %q is not a container image config (is this an artifact?)", m.Config.MediaType)
+		return m, &notImageConfigError{m.Config.MediaType}
 	}
 	for i, l := range m.Layers {
 		if err := validateDescriptor(l); err != nil {

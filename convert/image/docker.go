@@ -45,10 +45,20 @@ func dockerCandidates(ctx context.Context, s store, tag string) ([]candidate, er
 		return nil, err
 	}
 	var cands []candidate
+	seen := map[string]bool{}
 	for _, e := range selected {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		// An entry listed again (same config, layers and tags) is the same image: load it once.
+		key, err := json.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		if seen[string(key)] {
+			continue
+		}
+		seen[string(key)] = true
 		img, err := loadDocker(s, e, tag)
 		if err != nil {
 			return nil, err
@@ -131,7 +141,7 @@ func loadDocker(s store, e dockerEntry, tag string) (*Image, error) {
 	} else if ok {
 		cfgDigest = want
 	}
-	cfg, err := DecodeConfig(cb, len(e.Layers))
+	cfg, err := decodeConfigOnce(s, cfgPath, cb, len(e.Layers))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", cfgPath, err)
 	}
@@ -146,6 +156,29 @@ func loadDocker(s store, e dockerEntry, tag string) (*Image, error) {
 	}
 	img.ManifestDigest, err = synthManifestDigest(img, int64(len(cb)))
 	return img, err
+}
+
+// decodeConfigOnce decodes a docker-archive config, once per Open for entries sharing it.
+func decodeConfigOnce(s store, cfgPath string, b []byte, nLayers int) (ocispec.Image, error) {
+	c, cached := s.(*openCache)
+	if !cached {
+		return DecodeConfig(b, nLayers)
+	}
+	key := fmt.Sprintf("%s\x00%d", cfgPath, nLayers)
+	c.mu.Lock()
+	cfg, ok := c.configs[key]
+	c.mu.Unlock()
+	if ok {
+		return cfg, nil
+	}
+	cfg, err := DecodeConfig(b, nLayers)
+	if err != nil {
+		return cfg, err
+	}
+	c.mu.Lock()
+	c.configs[key] = cfg
+	c.mu.Unlock()
+	return cfg, nil
 }
 
 func mustPlatform(cfg ocispec.Image) ocispec.Platform {
@@ -204,13 +237,32 @@ func dockerLayer(s store, lp string, diffID digest.Digest, sources map[digest.Di
 	return Layer{Desc: desc, DiffID: diffID}, p, nil
 }
 
+// hashMember returns the digest of member p, hashing it once per Open.
 func hashMember(s store, p string) (digest.Digest, error) {
+	c, cached := s.(*openCache)
+	if cached {
+		c.mu.Lock()
+		d, ok := c.hashes[p]
+		c.mu.Unlock()
+		if ok {
+			return d, nil
+		}
+	}
 	rc, _, err := s.open(p)
 	if err != nil {
 		return "", err
 	}
 	defer rc.Close()
-	return digest.FromReader(rc)
+	d, err := digest.FromReader(rc)
+	if err != nil {
+		return "", err
+	}
+	if cached {
+		c.mu.Lock()
+		c.hashes[p] = d
+		c.mu.Unlock()
+	}
+	return d, nil
 }
 
 // synthManifestDigest gives a docker-archive image a stable identity: the digest of the Docker v2

@@ -96,6 +96,7 @@ func resolve(ctx context.Context, s store, r Ref, want ocispec.Platform) (*Image
 		cands []candidate
 		err   error
 	)
+	s = newOpenCache(s)
 	if r.Transport == TransportDockerArchive {
 		cands, err = dockerCandidates(ctx, s, r.Tag)
 	} else {

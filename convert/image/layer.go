@@ -54,12 +54,22 @@ func (img *Image) OpenLayer(ctx context.Context, i int) (io.ReadCloser, error) {
 	return &layerReader{layer: l, comp: comp, raw: raw, dec: dec, blob: blob, h: l.DiffID.Algorithm().Hash()}, nil
 }
 
+// maxZstdWindow is the largest window a zstd frame may ask for: the zstd CLI's default limit
+// (frames made with --long=28 or more need --memory to decode there too).
+const maxZstdWindow = 128 << 20
+
+// errZstdWindow explains zstd.ErrWindowSizeExceeded.
+var errZstdWindow = fmt.Sprintf("zstd frame asks for a window over the %d MiB limit", maxZstdWindow>>20)
+
 func decompress(c Compression, r io.Reader) (io.ReadCloser, error) {
 	switch c {
 	case Gzip:
 		return gzip.NewReader(r)
 	case Zstd:
-		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+		// MaxMemory bounds the decoded output of one frame, not the window the frame asks for;
+		// MaxWindow does (a frame asking for more fails with zstd.ErrWindowSizeExceeded).
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30),
+			zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, err
 		}
@@ -157,6 +167,9 @@ func (r *layerReader) wrap(err error) error {
 	}
 	if err == io.ErrUnexpectedEOF {
 		return fmt.Errorf("layer %s: %s stream is truncated: %w", r.layer.Desc.Digest, r.comp, err)
+	}
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		return fmt.Errorf("layer %s: %s: %w", r.layer.Desc.Digest, errZstdWindow, err)
 	}
 	return fmt.Errorf("layer %s: %s: %w", r.layer.Desc.Digest, r.comp, err)
 }

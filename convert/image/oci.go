@@ -2,10 +2,12 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -31,14 +33,21 @@ func ociCandidates(ctx context.Context, s store, tag string) ([]candidate, error
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{ctx: ctx, s: s, budget: maxDescriptors}
+	w := &walker{ctx: ctx, s: s, budget: maxDescriptors, indexes: map[digest.Digest]ocispec.Index{}, images: map[string]loaded{}}
 	for _, d := range top {
 		if err := w.expand(d, descName(d), 0); err != nil {
 			return nil, err
 		}
 	}
 	if len(w.cands) == 0 {
-		return nil, fmt.Errorf("no image manifests found (%d skipped: attestations, artifacts or unknown platforms)", w.skipped)
+		msg := fmt.Sprintf("no image manifests found (%d skipped: attestations, artifacts or unknown platforms)", w.skipped)
+		if len(w.skippedWhat) > 0 {
+			msg += "; skipped: " + strings.Join(w.skippedWhat, ", ")
+			if n := w.skipped - len(w.skippedWhat); n > 0 {
+				msg += fmt.Sprintf(" and %d more", n)
+			}
+		}
+		return nil, errors.New(msg)
 	}
 	return w.cands, nil
 }
@@ -106,13 +115,33 @@ func listDescs(descs []ocispec.Descriptor) string {
 	return strings.Join(parts, ", ")
 }
 
+// maxSkippedListed bounds the skipped entries a no-match error lists.
+const maxSkippedListed = 10
+
 // walker expands indexes into single-platform candidates.
 type walker struct {
-	ctx     context.Context
-	s       store
-	budget  int
-	skipped int
-	cands   []candidate
+	ctx         context.Context
+	s           store
+	budget      int
+	skipped     int
+	skippedWhat []string // the first maxSkippedListed skipped entries, for the no-match error
+	cands       []candidate
+	indexes     map[digest.Digest]ocispec.Index // decoded indexes, so one listed again is decoded once
+	images      map[string]loaded               // manifests loaded while walking, by loadKey
+}
+
+// loaded is the result of loading one manifest while walking.
+type loaded struct {
+	img *Image
+	err error
+}
+
+// skip counts a skipped descriptor and remembers what it was.
+func (w *walker) skip(d ocispec.Descriptor, why string) {
+	w.skipped++
+	if len(w.skippedWhat) < maxSkippedListed {
+		w.skippedWhat = append(w.skippedWhat, fmt.Sprintf("%s (%s)", shortDigest(d.Digest), why))
+	}
 }
 
 func (w *walker) expand(d ocispec.Descriptor, name string, depth int) error {
@@ -138,7 +167,7 @@ func (w *walker) expand(d ocispec.Descriptor, name string, depth int) error {
 	case depth == 0:
 		return fmt.Errorf("index.json entry %s has media type %q, not an image manifest or index", d.Digest, mt)
 	}
-	w.skipped++
+	w.skip(d, "media type "+mt)
 	return nil
 }
 
@@ -146,17 +175,22 @@ func (w *walker) expandIndex(d ocispec.Descriptor, mt, name string, depth int) e
 	if depth >= maxIndexDepth {
 		return fmt.Errorf("index %s: indexes nested more than %d deep", d.Digest, maxIndexDepth)
 	}
-	b, err := readJSONBlob(w.s, d, "index")
-	if err != nil {
-		return err
-	}
-	idx, err := DecodeIndex(b, mt)
-	if err != nil {
-		return fmt.Errorf("index %s: %w", d.Digest, err)
+	idx, ok := w.indexes[d.Digest]
+	if !ok {
+		b, err := readJSONBlob(w.s, d, "index")
+		if err != nil {
+			return err
+		}
+		if idx, err = DecodeIndex(b, mt); err != nil {
+			return fmt.Errorf("index %s: %w", d.Digest, err)
+		}
+		w.indexes[d.Digest] = idx
+	} else if idx.MediaType != "" && idx.MediaType != mt {
+		return fmt.Errorf("index %s: mediaType %q differs from the descriptor's %q", d.Digest, idx.MediaType, mt)
 	}
 	for _, child := range idx.Manifests {
-		if skipChild(child) {
-			w.skipped++
+		if why := skipChild(child); why != "" {
+			w.skip(child, why)
 			continue
 		}
 		if err := w.expand(child, name, depth+1); err != nil {
@@ -166,13 +200,18 @@ func (w *walker) expandIndex(d ocispec.Descriptor, mt, name string, depth int) e
 	return nil
 }
 
-// skipChild reports attestation manifests and entries for the "unknown" platform (BuildKit's
-// provenance and SBOM records).
-func skipChild(d ocispec.Descriptor) bool {
-	if d.Annotations[annotationRefType] == attestationManifest {
-		return true
+// skipChild says why an index entry is skipped, or "": attestation manifests, entries for the
+// "unknown" platform (BuildKit's provenance and SBOM records) and artifacts (artifactType set).
+func skipChild(d ocispec.Descriptor) string {
+	switch {
+	case d.Annotations[annotationRefType] == attestationManifest:
+		return "attestation"
+	case d.ArtifactType != "":
+		return "artifact " + d.ArtifactType
+	case d.Platform != nil && (d.Platform.OS == "unknown" || d.Platform.Architecture == "unknown"):
+		return "platform " + platforms.Format(*d.Platform)
 	}
-	return d.Platform != nil && (d.Platform.OS == "unknown" || d.Platform.Architecture == "unknown")
+	return ""
 }
 
 func (w *walker) addManifest(d ocispec.Descriptor, name string) error {
@@ -183,7 +222,20 @@ func (w *walker) addManifest(d ocispec.Descriptor, name string) error {
 		w.cands = append(w.cands, c)
 		return nil
 	}
-	img, err := c.load()
+	// Without a platform in the descriptor the manifest and config say it; load them now, once
+	// for a manifest listed again.
+	key := loadKey(d, name)
+	l, ok := w.images[key]
+	if !ok {
+		l.img, l.err = c.load()
+		w.images[key] = l
+	}
+	img, err := l.img, l.err
+	var nic *notImageConfigError
+	if errors.As(err, &nic) {
+		w.skip(d, "artifact with config media type "+nic.mediaType)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -191,6 +243,16 @@ func (w *walker) addManifest(d ocispec.Descriptor, name string) error {
 	c.load = func() (*Image, error) { return img, nil }
 	w.cands = append(w.cands, c)
 	return nil
+}
+
+// loadKey identifies what loading d for name yields: the manifest, the platform it declares and
+// the name.
+func loadKey(d ocispec.Descriptor, name string) string {
+	p := ""
+	if d.Platform != nil {
+		p = platforms.Format(*d.Platform) + "\x00" + d.Platform.OSVersion + "\x00" + strings.Join(d.Platform.OSFeatures, ",")
+	}
+	return string(d.Digest) + "\x00" + d.MediaType + "\x00" + p + "\x00" + name
 }
 
 // sniffMediaType reads a descriptor's blob to learn its type when the descriptor omits it.

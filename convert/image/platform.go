@@ -65,7 +65,10 @@ func checkPlatform(declared *ocispec.Platform, cfg ocispec.Image) (ocispec.Platf
 		return fromCfg, nil
 	}
 	p := platforms.Normalize(*declared)
-	if p.OS != fromCfg.OS || p.Architecture != fromCfg.Architecture {
+	// Variants are compared only when both sides state one: Normalize fills in a default for
+	// some architectures (arm means arm/v7), which a config without a variant does not claim.
+	variantDiffers := declared.Variant != "" && cfg.Variant != "" && p.Variant != fromCfg.Variant
+	if p.OS != fromCfg.OS || p.Architecture != fromCfg.Architecture || variantDiffers {
 		return p, fmt.Errorf("index declares platform %s but the config says %s",
 			platforms.Format(p), platforms.Format(fromCfg))
 	}

@@ -13,6 +13,9 @@ import (
 // maxTarMembers bounds the index of an archive; real image archives have a few hundred members.
 const maxTarMembers = 1 << 20
 
+// maxLinkHops bounds the links followed to resolve one link member.
+const maxLinkHops = 16
+
 // member is one regular file of an indexed tar: its data's offset and size in the archive.
 type member struct {
 	off, size int64
@@ -141,25 +144,34 @@ func (s *tarStore) add(h *tar.Header, off, fileSize int64, links map[string]stri
 }
 
 // resolveLinks turns symlinks and hardlinks between members into aliases of the regular member
-// they lead to; links leaving the archive or looping are dropped (a lookup then fails clearly).
+// they lead to; links leaving the archive, looping or needing more than maxLinkHops hops are
+// dropped (a lookup then fails clearly). Targets are looked up among the regular members only and
+// the aliases merged afterwards, so the result does not depend on map iteration order.
 func (s *tarStore) resolveLinks(links map[string]string) error {
+	resolved := make(map[string]member, len(links))
 	for name := range links {
-		target := name
-		for hops := 0; hops < 16; hops++ {
-			next, isLink := links[target]
-			if !isLink {
-				break
-			}
+		target, ok := name, false
+		for hops := 0; hops < maxLinkHops; hops++ {
+			next := links[target]
 			n, err := cleanMember(next)
 			if err != nil {
-				target = ""
+				break
+			}
+			if _, isLink := links[n]; !isLink {
+				target, ok = n, true
 				break
 			}
 			target = n
 		}
-		if m, ok := s.members[target]; ok {
-			s.members[name] = m
+		if !ok {
+			continue // out of hops, a loop or a bad target
 		}
+		if m, isMember := s.members[target]; isMember {
+			resolved[name] = m
+		}
+	}
+	for name, m := range resolved {
+		s.members[name] = m
 	}
 	return nil
 }

@@ -16,6 +16,13 @@ import (
 // fromDeb unpacks a kernel package into the cache (once) and returns the kernel in it. For a
 // metapackage it uses the kernel package it depends on when that .deb lies beside it.
 func fromDeb(ctx context.Context, deb string, opts Options) (*Kernel, error) {
+	return fromDebHop(ctx, deb, opts, true)
+}
+
+// fromDebHop is fromDeb; followMeta says whether a metapackage may lead to another package. Only
+// one hop is allowed: a metapackage whose dependency is itself a metapackage is an error, so
+// packages naming each other cannot recurse forever.
+func fromDebHop(ctx context.Context, deb string, opts Options, followMeta bool) (*Kernel, error) {
 	cache, err := opts.cacheDir()
 	if err != nil {
 		return nil, err
@@ -32,6 +39,10 @@ func fromDeb(ctx context.Context, deb string, opts Options) (*Kernel, error) {
 	}
 	k, err := fromDir(dir)
 	if errors.Is(err, errNoVmlinuz) {
+		if !followMeta {
+			return nil, fmt.Errorf("%s holds no boot/vmlinuz-*: a metapackage may only name a kernel package, "+
+				"not another metapackage", filepath.Base(deb))
+		}
 		return fromMetapackage(ctx, deb, opts)
 	}
 	if err != nil {
@@ -121,7 +132,7 @@ func fromMetapackage(ctx context.Context, deb string, opts Options) (*Kernel, er
 	if ok, _ := hasArMagic(real); !ok || real == deb {
 		return nil, fmt.Errorf("%s: not a kernel package", real)
 	}
-	k, err := fromDeb(ctx, real, opts)
+	k, err := fromDebHop(ctx, real, opts, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s (the kernel package of metapackage %s): %w", real, ctl["Package"], err)
 	}

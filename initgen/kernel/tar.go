@@ -76,16 +76,35 @@ func kernelPath(name string) (string, error) {
 	return "", nil
 }
 
+// tarLimits bound what extractTar unpacks from one package.
+type tarLimits struct {
+	total   int64 // bytes of regular files extracted
+	file    int64 // bytes of one regular file
+	entries int   // tar entries read, extracted or not
+}
+
+// debLimits are generous for real kernel packages (Debian's largest unpack to ~500 MiB in a few
+// thousand files) and stop a package crafted to fill the disk.
+var debLimits = tarLimits{total: 1 << 30, file: 256 << 20, entries: 100_000}
+
 // extractTar unpacks the kernel image and module tree from tr into dir. Symbolic links (e.g.
 // lib/modules/<v>/build) are skipped; hard links are recreated inside dir.
 func extractTar(tr *tar.Reader, dir string) error {
-	for {
+	return extractTarLimited(tr, dir, debLimits)
+}
+
+func extractTarLimited(tr *tar.Reader, dir string, lim tarLimits) error {
+	var total int64
+	for count := 1; ; count++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read data.tar: %w", err)
+		}
+		if count > lim.entries {
+			return fmt.Errorf("data.tar has more than %d entries", lim.entries)
 		}
 		rel, err := kernelPath(h.Name)
 		if err != nil {
@@ -94,10 +113,25 @@ func extractTar(tr *tar.Reader, dir string) error {
 		if rel == "" {
 			continue
 		}
+		if h.Typeflag == tar.TypeReg {
+			if h.Size > lim.file {
+				return fmt.Errorf("unpack %s: %d bytes, over the %s limit for one file", h.Name, h.Size, sizeString(lim.file))
+			}
+			if total += h.Size; total > lim.total {
+				return fmt.Errorf("unpack %s: the package unpacks to over %s", h.Name, sizeString(lim.total))
+			}
+		}
 		if err := extractEntry(tr, h, dir, rel); err != nil {
 			return fmt.Errorf("unpack %s: %w", h.Name, err)
 		}
 	}
+}
+
+func sizeString(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func extractEntry(tr *tar.Reader, h *tar.Header, dir, rel string) error {
@@ -113,7 +147,8 @@ func extractEntry(tr *tar.Reader, h *tar.Header, dir, rel string) error {
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(f, tr); err != nil {
+		// archive/tar yields exactly h.Size bytes, which extractTarLimited has checked.
+		if _, err := io.Copy(f, io.LimitReader(tr, h.Size)); err != nil {
 			f.Close()
 			return err
 		}
