@@ -80,12 +80,12 @@ func TestScanStopRequestsWinsize(t *testing.T) {
 // written to the slave (runc's side) reaches the stdout port, the stdin port reaches the slave, a
 // winsize request sets the slave's size, and finish returns once the slave is closed.
 func TestTerminalRelay(t *testing.T) {
-	if _, err := os.Stat("/dev/ptmx"); err != nil {
-		t.Skip("no /dev/ptmx")
-	}
 	master, slave, err := openPTYAt("/dev/ptmx")
 	if err != nil {
-		t.Skipf("no pseudo-terminals: %v", err)
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no pseudo-terminals: %v", err)
+		}
+		t.Skipf("no pseudo-terminals: %v", err) // locally only: CI fails above
 	}
 	stdinR, stdinW, _ := os.Pipe()
 	stdoutR, stdoutW, _ := os.Pipe()

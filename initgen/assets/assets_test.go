@@ -21,7 +21,7 @@ func writeAssets(t *testing.T, dir string, names ...string) {
 
 func TestFindLibDir(t *testing.T) {
 	if Embedded {
-		t.Skip("built with -tags c2vm_embed: the embedded assets win")
+		t.Skip("built with -tags c2vm_embed: the embedded assets win") // never in CI: go test has no c2vm_embed
 	}
 	dir := t.TempDir()
 	writeAssets(t, dir, InitName, RuncName)
@@ -38,7 +38,7 @@ func TestFindLibDir(t *testing.T) {
 
 func TestFindMissing(t *testing.T) {
 	if Embedded {
-		t.Skip("built with -tags c2vm_embed: the embedded assets win")
+		t.Skip("built with -tags c2vm_embed: the embedded assets win") // never in CI: go test has no c2vm_embed
 	}
 	dir := t.TempDir()
 	writeAssets(t, dir, InitName) // runc missing
@@ -60,7 +60,7 @@ func TestFindMissing(t *testing.T) {
 // TestFindNextToExecutable puts the assets in ../lib/c2vm relative to the test binary.
 func TestFindNextToExecutable(t *testing.T) {
 	if Embedded {
-		t.Skip("built with -tags c2vm_embed: the embedded assets win")
+		t.Skip("built with -tags c2vm_embed: the embedded assets win") // never in CI: go test has no c2vm_embed
 	}
 	t.Setenv(EnvLibDir, "")
 	exe, err := os.Executable()
