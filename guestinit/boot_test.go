@@ -70,7 +70,7 @@ func TestBootHappyPath(t *testing.T) {
 		"module squashfs",
 		"module overlay",
 		"mount c2vm-root /c2vm-newroot tmpfs 0x0 mode=0755",
-		"copy /sbin/runc /c2vm-newroot/sbin/runc",
+		"mount /sbin /c2vm-newroot/sbin  0x1000 ",
 		"copy /c2vm/boot.json /c2vm-newroot/c2vm/boot.json",
 		"copy /c2vm/config.json /c2vm-newroot/c2vm/config.json",
 		"mount /proc /c2vm-newroot/proc  0x2000 ",
@@ -78,7 +78,7 @@ func TestBootHappyPath(t *testing.T) {
 		"mount /dev /c2vm-newroot/dev  0x2000 ",
 		"mount /run /c2vm-newroot/run  0x2000 ",
 		"mount /tmp /c2vm-newroot/tmp  0x2000 ",
-		"empty / /c2vm-newroot",
+		"empty / /c2vm-newroot,/sbin",
 		"chdir /c2vm-newroot",
 		"mount /c2vm-newroot /  0x2000 ",
 		"chroot .",
@@ -273,7 +273,7 @@ func TestBootInitrdRootfs(t *testing.T) {
 	}
 	for _, want := range []string{
 		"mount /c2vm/rootfs /c2vm-newroot/c2vm/rootfs  0x5000 ",
-		"empty / /c2vm-newroot,/c2vm/rootfs",
+		"empty / /c2vm-newroot,/sbin,/c2vm/rootfs",
 		"mount /c2vm/rootfs /run/c2vm/lower  0x1000 ",
 		"mount  /run/c2vm/lower  0x1021 ",
 	} {

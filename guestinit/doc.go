@@ -24,7 +24,8 @@
 //
 // # Guest layout after the switch to the tmpfs root
 //
-//	/sbin/runc, /c2vm/*.json            copied from the initramfs (which is then emptied)
+//	/sbin (runc)                        bind mount of the initramfs's /sbin (kept, not copied)
+//	/c2vm/*.json                        copied from the initramfs (the rest of which is then emptied)
 //	/c2vm/rootfs                        bind mount of the initrd rootfs dir (initrd format only)
 //	/proc /sys /dev /run /tmp ...       the boot config's mounts, moved from the initramfs
 //	/run/c2vm/lower                     read-only rootfs (squashfs/erofs device or initrd dir bind)

@@ -16,7 +16,7 @@ const (
 
 // stepSwitchRoot moves the init from the initramfs to a tmpfs root, because runc's pivot_root
 // fails when the current root is the initramfs (rootfs cannot be pivoted away). Like LinuxKit's
-// init: mount a tmpfs, copy runc and the configs there, bind the initrd-format rootfs dir, move
+// init: mount a tmpfs, bind runc and copy the configs there, bind the initrd-format rootfs dir, move
 // the early mounts, delete the rest of the initramfs to free its memory, move the tmpfs onto /
 // and chroot into it.
 func stepSwitchRoot(_ context.Context, st *State) error {
@@ -31,11 +31,22 @@ func stepSwitchRoot(_ context.Context, st *State) error {
 	if err := sys.Mount("c2vm-root", newRootDir, "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("mount tmpfs root: %w", err)
 	}
-	keep := []string{newRootDir}
+	// runc's directory is bound, not copied: a 10 MB copy doubled runc in memory while switching,
+	// which is what made 92-94 MiB guests die. The initramfs stays mounted below the new root, so
+	// the directory does too. (A bind of the file alone breaks runc: its exe seal mounts an overlay
+	// of the binary's directory, which would see the empty mount point.)
+	runcDir := path.Dir(runcPath)
+	keep := []string{newRootDir, runcDir}
+	if err := sys.MkdirAll(nr(runcDir), 0o755); err != nil {
+		return err
+	}
+	if err := sys.Mount(runcDir, nr(runcDir), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s into the new root: %w", runcDir, err)
+	}
 	copies := []struct {
 		src  string
 		perm uint32
-	}{{runcPath, 0o755}, {st.ConfigPath, 0o644}, {st.Cfg.Container.SpecPath, 0o644}}
+	}{{st.ConfigPath, 0o644}, {st.Cfg.Container.SpecPath, 0o644}}
 	for _, c := range copies {
 		if err := sys.MkdirAll(path.Dir(nr(c.src)), 0o755); err != nil {
 			return err
