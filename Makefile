@@ -33,7 +33,7 @@ deps: ## install the Debian packages c2vm needs (only the missing ones)
 deps-build: ## install only what building c2vm needs (gcc, libseccomp-dev)
 	@$(MAKE) --no-print-directory deps DEB_PKGS="gcc libc6-dev pkg-config libseccomp-dev"
 
-kernel: deps ## fetch the reference kernel package into $(CACHE)/kernel (once)
+kernel: deps ## fetch the reference kernel package into ~/.cache/c2vm/kernel (XDG_CACHE_HOME), once
 	@if ! ls $(KERNEL_DIR)/linux-image-[0-9]*.deb >/dev/null 2>&1; then \
 	  mkdir -p $(KERNEL_DIR) && cd $(KERNEL_DIR) && \
 	  $(SUDO) apt-get update -qq && \
