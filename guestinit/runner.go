@@ -60,6 +60,8 @@ type State struct {
 	Hostname string
 	// Mounted lists container mounts to unmount at power off, innermost last.
 	Mounted []string
+	// Terminal is the runtime spec's process.terminal, set by the spec step.
+	Terminal bool
 	// ExitStatus is the workload's status once the run step is done.
 	ExitStatus int
 	// Stop carries stop requests (status port lines and signals).

@@ -163,5 +163,8 @@ func stepSpec(_ context.Context, st *State) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.SpecPath, err)
 	}
+	if st.Terminal, err = specTerminal(out); err != nil {
+		return fmt.Errorf("%s: %w", c.SpecPath, err)
+	}
 	return st.Sys.WriteFile(path.Join(c.BundleDir, "config.json"), out, 0o644)
 }

@@ -9,19 +9,22 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Compressions Write supports; the Debian kernels decompress both.
+// Compressions for initramfs archives; the Debian kernels decompress zstd and gzip.
 const (
 	Zstd = "zstd"
 	Gzip = "gzip"
+	None = "none"
 )
 
 // zstdWindow bounds the zstd window so that the kernel's initramfs decompressor, which allocates
 // the window up front, needs little memory in small guests.
 const zstdWindow = 4 << 20
 
-// compressor wraps w in a deterministic compressor: a fixed level, one goroutine, a bounded
-// window and no single-segment frames for zstd; no name and no mtime in the gzip header.
-func compressor(w io.Writer, compression string) (io.WriteCloser, error) {
+// NewCompressor wraps w in the deterministic compressor every initramfs archive c2vm writes uses
+// (initgen's initrd, convert/rootfs's initrd-format rootfs): a fixed level, one goroutine, a
+// bounded window and no single-segment frames for zstd; no name and no mtime in the gzip header;
+// None passes w through. "" means zstd.
+func NewCompressor(w io.Writer, compression string) (io.WriteCloser, error) {
 	switch compression {
 	case "", Zstd:
 		zw, err := zstd.NewWriter(w,
@@ -41,6 +44,12 @@ func compressor(w io.Writer, compression string) (io.WriteCloser, error) {
 		}
 		gw.ModTime = time.Unix(0, 0) // the zero time.Time would be written as a bogus date
 		return gw, nil
+	case None:
+		return nopCloser{w}, nil
 	}
-	return nil, fmt.Errorf("initrd: unknown compression %q (want zstd or gzip)", compression)
+	return nil, fmt.Errorf("initrd: unknown compression %q (want zstd, gzip or none)", compression)
 }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

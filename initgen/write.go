@@ -28,7 +28,7 @@ func WriteFiles(ctx context.Context, w io.Writer, files []File, compression stri
 	if err != nil {
 		return err
 	}
-	cw, err := compressor(w, compression)
+	cw, err := NewCompressor(w, compression)
 	if err != nil {
 		return err
 	}

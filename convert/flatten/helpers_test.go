@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	it "github.com/c2vm/c2vm/internal/imagetest"
@@ -131,4 +132,19 @@ func line(t testing.TB, tr *Tree, e *Entry) string {
 		return fmt.Sprintf("%s fifo %s", e.Path, attrs)
 	}
 	return fmt.Sprintf("%s type %q", e.Path, e.Type)
+}
+
+// checkErr asserts that Flatten failed with an error containing every string of want (closing the
+// tree when it unexpectedly succeeded). Long errors and wants are cut in the report.
+func checkErr(t *testing.T, tr *Tree, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		tr.Close()
+		t.Fatalf("no error, want one containing %.300q", want)
+	}
+	for _, s := range want {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %.300q does not contain %.300q", err, s)
+		}
+	}
 }

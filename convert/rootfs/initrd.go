@@ -1,6 +1,8 @@
 package rootfs
 
 import (
+	"github.com/c2vm/c2vm/initgen"
+
 	"archive/tar"
 	"bufio"
 	"context"
@@ -11,8 +13,6 @@ import (
 	"strings"
 
 	"github.com/c2vm/c2vm/convert/flatten"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -34,7 +34,7 @@ func writeInitrd(ctx context.Context, img *image, out string, opts Options, mtim
 		return err
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
-	zw, err := compressor(bw, opts.Compression)
+	zw, err := initgen.NewCompressor(bw, opts.Compression)
 	if err == nil {
 		err = writeCpio(ctx, img, byPath, zw, prefix, mtime)
 	}
@@ -61,24 +61,6 @@ func cleanPrefix(p string) (string, error) {
 	}
 	return c, nil
 }
-
-func compressor(w io.Writer, comp string) (io.WriteCloser, error) {
-	switch comp {
-	case "", "zstd":
-		// One goroutine: the output must not depend on the machine's core count. A 4 MiB window,
-		// as initgen uses: the kernel's initramfs decompressor allocates it in the guest.
-		return zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(4<<20))
-	case "gzip":
-		return gzip.NewWriterLevel(w, gzip.DefaultCompression)
-	case "none":
-		return nopCloser{w}, nil
-	}
-	return nil, fmt.Errorf("unknown initrd compression %q (want zstd, gzip or none)", comp)
-}
-
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }
 
 // writeCpio writes the prefix directories (0755 root:root; the last one carries the tree root's
 // attributes), the entries in tree order, and the trailer.

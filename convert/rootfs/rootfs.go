@@ -1,5 +1,5 @@
 // Package rootfs writes a flattened image tree (convert/flatten) as the root filesystem image a
-// c2vm guest boots from: squashfs (built by sqfstar from squashfs-tools), EROFS (pure Go, via
+// c2vm guest boots from: squashfs (built by `mksquashfs -tar` from squashfs-tools), EROFS (pure Go, via
 // github.com/erofs/go-erofs) or an initramfs fragment (a compressed newc cpio that the bundle
 // appends to the initrd).
 //
@@ -11,8 +11,7 @@
 //     others). Timestamps are 32-bit: times outside 1970..2106 are clamped. With sqfstar 4.5.1
 //     the root directory is owned by 0:0 whatever the tree says (it ignores -root-uid/-root-gid),
 //     and the superblock time and root mtime are max(MkfsTime, newest mtime in the tree).
-//     sqfstar 4.5.1 also rejects compressor options, so zstd runs at level 15 (slow: ~9 MB/s
-//     here on mixed content; lz4 ~270 MB/s).
+//     zstd runs at level 3 (mksquashfs -tar; sqfstar 4.5.1 rejects every compressor option).
 //   - erofs keeps owners, modes, mtimes (with nanoseconds), devices, fifos, symlinks and xattrs.
 //     go-erofs has no hardlink API, so each hardlink is written as a separate inode holding its own
 //     copy of the content (same attributes as the target, link count 1).

@@ -58,9 +58,8 @@ const (
 
 // Plan is a prepared VM run. Close removes its temporary files.
 type Plan struct {
-	Manifest *bundle.Manifest
-	VM       vm.Config
-	tmp      string
+	VM  vm.Config
+	tmp string
 }
 
 // Close removes the temporary initrd.
@@ -90,7 +89,7 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare run: %w", err)
 	}
-	p := &Plan{Manifest: m, tmp: tmp}
+	p := &Plan{tmp: tmp}
 	initrd := filepath.Join(tmp, "initrd.img")
 	if err := writeInitrd(ctx, initrd, filepath.Join(dir, bundle.InitrdFile), boot, rs); err != nil {
 		p.Close()

@@ -76,12 +76,10 @@ type Forward struct {
 // Result is how the VM ended.
 type Result struct {
 	// ExitCode is the workload's exit status as reported by the guest init, or -1 when the guest
-	// ended without reporting one (then Err says why).
+	// ended without reporting one (then Run returns an error saying why).
 	ExitCode int
 	// ConsoleTail is the end of the kernel console, for error messages.
 	ConsoleTail string
-	// Argv is the QEMU command line that ran.
-	Argv []string
 }
 
 // ErrNoStatus means the VM ended without the guest init reporting an exit status.
@@ -106,7 +104,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{ExitCode: -1, Argv: argv}
+	res := &Result{ExitCode: -1}
 	if cfg.OnStart != nil {
 		cfg.OnStart(argv)
 	}
