@@ -37,6 +37,10 @@ const (
 	// WinsizeRequest starts the line the host writes on the status port to set the workload's
 	// terminal size: "winsize ROWS COLS". ("stop" on its own line asks the init to stop the workload.)
 	WinsizeRequest = "winsize"
+	// ReadyLine is the first line the init writes on the status port, as soon as it has opened it:
+	// the host's sign that the guest kernel booted and the init runs (c2vm run falls back from KVM
+	// to TCG only before it).
+	ReadyLine = "c2vm-init-ready"
 )
 
 // Rootfs formats.

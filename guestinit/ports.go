@@ -89,5 +89,8 @@ func openStatusPort(st *State, p string) error {
 		return fmt.Errorf("open status port %s: %w", p, err)
 	}
 	st.statusPort = f
+	if err := st.writeStatus([]byte(bootcfg.ReadyLine + "\n")); err != nil {
+		st.Debugf("status port: %v", err)
+	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/c2vm/c2vm/internal/vm"
 )
@@ -51,6 +52,27 @@ func TestRunEnv(t *testing.T) {
 	}
 }
 
+func TestParseTimeout(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "0": 0, "120": 120 * time.Second, "90s": 90 * time.Second, "2m": 2 * time.Minute} {
+		if got, err := parseTimeout(in); err != nil || got != want {
+			t.Errorf("parseTimeout(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1", "-5s", "1.5", "soon"} {
+		if _, err := parseTimeout(in); err == nil {
+			t.Errorf("parseTimeout(%q) accepted", in)
+		}
+	}
+}
+
+func TestAccelFromEnvironment(t *testing.T) {
+	t.Setenv("C2VM_ACCEL", "warp")
+	code, _, stderr := c2vm(t, "", "run", t.TempDir())
+	if code != ExitFailure || !strings.Contains(stderr, `accelerator "warp"`) {
+		t.Errorf("C2VM_ACCEL=warp: exit %d, stderr %q; want 125 naming the bad value", code, stderr)
+	}
+}
+
 func TestCLIErrorsAreOneLine(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
@@ -63,6 +85,8 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 		{[]string{"run", dir}, "not a c2vm bundle"},
 		{[]string{"run", "--network", "bridge", dir}, "--network"},
 		{[]string{"run", "-p", "80", dir}, "--publish"},
+		{[]string{"run", "--accel", "foo", dir}, "--accel (or C2VM_ACCEL): accelerator \"foo\": want auto, kvm or tcg"},
+		{[]string{"run", "--timeout", "soon", dir}, "--timeout \"soon\": want seconds"},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := c2vm(t, "", tt.args...)

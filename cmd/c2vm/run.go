@@ -30,7 +30,7 @@ func runCommand() *cli.Command {
 		Flags: append(terminalFlags(), []cli.Flag{
 			&cli.IntFlag{Name: "memory", Aliases: []string{"m"}, Usage: "guest memory in MiB (default: the bundle's)"},
 			&cli.IntFlag{Name: "cpus", Usage: "guest CPUs (default: the bundle's)"},
-			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (e.g. 60s; 0 = never)"},
+			&cli.StringFlag{Name: "timeout", Usage: "kill the VM after this long: seconds (120) or a duration (2m; 0 = never)"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the ENTRYPOINT (\"\" clears it)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set KEY=VAL, or KEY to take it from the host environment"},
 			&cli.StringSliceFlag{Name: "env-file", Usage: "read KEY=VAL lines from a file"},
@@ -45,7 +45,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "volume-size", Value: "1G", Usage: "size of new named volumes and --persist disks (sparse)"},
 			&cli.IntFlag{Name: "stop-timeout", Usage: "seconds between the stop signal and SIGKILL (default 10)"},
 			&cli.StringFlag{Name: "stop-signal", Usage: "signal that stops the workload on Ctrl-C/SIGTERM (default: the image's, else SIGTERM)"},
-			&cli.StringFlag{Name: "accel", Usage: "kvm or tcg (default: kvm when usable)"},
+			&cli.StringFlag{Name: "accel", Value: vm.AccelAuto, EnvVars: []string{"C2VM_ACCEL"}, Usage: "auto (KVM when hardware virtualization backs /dev/kvm, else TCG), kvm or tcg"},
 			&cli.BoolFlag{Name: "debug", Usage: "show the kernel console and the init's steps on stderr"},
 		}...),
 		Action: runRun,
@@ -65,6 +65,10 @@ func runRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	timeout, err := parseTimeout(c.String("timeout"))
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	// From here on signals are ours: before the VM runs they cancel (temporary files are removed),
@@ -72,7 +76,7 @@ func runRun(c *cli.Context) error {
 	stop := make(chan struct{}, 1)
 	var running atomic.Bool
 	defer handleSignals(cancel, stop, &running)()
-	if t := c.Duration("timeout"); t > 0 {
+	if t := timeout; t > 0 {
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
@@ -88,6 +92,7 @@ func runRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	cfg.OnAccel = func(a vm.Accel) { reportAccel(c, a) }
 	if c.Bool("debug") {
 		cfg.Console = c.App.ErrWriter
 		cfg.OnStart = func(argv []string) { fmt.Fprintln(c.App.ErrWriter, "c2vm: qemu:", quoteArgs(argv)) }
@@ -96,9 +101,41 @@ func runRun(c *cli.Context) error {
 	running.Store(true)
 	res, err := vm.Run(ctx, cfg)
 	if err != nil {
-		return vmError(err, res, c.Duration("timeout"))
+		return vmError(err, res, timeout)
 	}
 	return exitError{code: res.ExitCode}
+}
+
+// reportAccel says which accelerator a boot uses: always when KVM failed and TCG takes over, and
+// with --debug also which one was chosen and why.
+func reportAccel(c *cli.Context, a vm.Accel) {
+	if a.Fallback != "" {
+		fmt.Fprintf(c.App.ErrWriter, "c2vm: KVM cannot run this guest here (%s); using TCG (slower)\n", a.Fallback)
+		return
+	}
+	if c.Bool("debug") {
+		how := "chosen"
+		if a.Auto {
+			how = "auto"
+		}
+		fmt.Fprintf(c.App.ErrWriter, "c2vm: accelerator %s (%s: %s)\n", a.Name, how, a.Reason)
+	}
+}
+
+// parseTimeout reads --timeout: a bare number is seconds, as docker's --stop-timeout; else a Go
+// duration such as 90s or 2m.
+func parseTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, usageError("run: --timeout %q: want seconds (120) or a duration (90s, 2m)", s)
+	}
+	return d, nil
 }
 
 // handleSignals turns the first SIGINT/SIGTERM while the VM runs into a stop request to the guest
@@ -153,6 +190,9 @@ func runOptions(c *cli.Context, cmd []string) (launch.Options, error) {
 	fwds, err := parsePublish(c.StringSlice("publish"))
 	if err != nil {
 		return launch.Options{}, err
+	}
+	if _, err := vm.ParseAccel(c.String("accel")); err != nil {
+		return launch.Options{}, usageError("run: --accel (or C2VM_ACCEL): %v", err)
 	}
 	net := c.String("network")
 	if net != launch.NetworkUser && net != launch.NetworkNone {

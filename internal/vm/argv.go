@@ -53,7 +53,14 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	}
 	a := []string{bin, "-M", "q35", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"}
-	a = append(a, accelArgs(cfg)...)
+	acc := Accel{Name: cfg.Accel}
+	if acc.Name != AccelKVM && acc.Name != AccelTCG {
+		var err error
+		if acc, err = ChooseAccel(cfg.Accel, cfg.Arch, cfg.Host); err != nil {
+			return nil, err
+		}
+	}
+	a = append(a, accelArgs(acc)...)
 	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil && strings.Contains(bin, "x86_64") {
 		a = append(a, "-bios", "/usr/share/qemu/qboot.rom")
 	}
@@ -89,20 +96,6 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	a = append(a, netArgs(cfg.Network)...)
 	a = append(a, "-device", "virtio-rng-pci")
 	return a, nil
-}
-
-func accelArgs(cfg Config) []string {
-	accel := cfg.Accel
-	if accel == "" {
-		accel = "tcg"
-		if KVMUsable(cfg.Arch) {
-			accel = "kvm"
-		}
-	}
-	if accel == "kvm" {
-		return []string{"-accel", "kvm", "-cpu", "host"}
-	}
-	return []string{"-accel", "tcg"}
 }
 
 func netArgs(n *Network) []string {

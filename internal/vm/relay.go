@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+
+	"github.com/c2vm/c2vm/bootcfg"
 )
 
 // relay copies the guest's serial channels to the host's writers.
@@ -20,17 +22,20 @@ type relay struct {
 	haveCode bool
 	pending  int         // stop requests made before the status port connected
 	winsize  *WindowSize // the latest size asked for before the status port connected
+
+	ready     chan struct{} // closed at the init's first line on the status port
+	readyOnce sync.Once
 }
 
 func newRelay(cfg Config, p *ports) *relay {
 	cfg = lockWriters(cfg)
-	r := &relay{cfg: cfg}
+	r := &relay{cfg: cfg, ready: make(chan struct{})}
 	r.serve(p, portConsole, r.copyConsole)
 	r.serve(p, portStdout, func(c net.Conn) { io.Copy(orDiscard(cfg.Stdout), c) })
 	r.serve(p, portStderr, func(c net.Conn) { io.Copy(orDiscard(cfg.Stderr), c) })
 	r.serve(p, portStatus, r.readStatus)
 	if p.stdin != "" {
-		go feedStdin(p, cfg.Stdin) // not waited for: the host's stdin may never end
+		go feedStdin(p, r.ready, cfg.Stdin) // not waited for: the host's stdin may never end
 	}
 	return r
 }
@@ -74,6 +79,10 @@ func (r *relay) readStatus(c net.Conn) {
 		msgs = orDiscard(r.cfg.Stderr)
 	}
 	scanLines(c, func(line string) {
+		r.readyOnce.Do(func() { close(r.ready) })
+		if strings.TrimRight(line, "\r") == bootcfg.ReadyLine {
+			return
+		}
 		if code, ok := ParseStatus(line); ok {
 			r.mu.Lock()
 			r.code, r.haveCode = code, true
@@ -92,6 +101,16 @@ func (r *relay) requestStop() {
 		return
 	}
 	r.status.Write([]byte("stop\n"))
+}
+
+// isReady reports whether the guest init has written on the status port.
+func (r *relay) isReady() bool {
+	select {
+	case <-r.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 func (r *relay) exitCode() (int, bool) {

@@ -19,7 +19,7 @@ const stdinDialInterval = 10 * time.Millisecond
 
 // feedStdin connects to QEMU's stdin socket, copies r into it and half-closes it at EOF. It gives
 // up when the ports close (the VM ended).
-func feedStdin(p *ports, r io.Reader) {
+func feedStdin(p *ports, ready <-chan struct{}, r io.Reader) {
 	var c *net.UnixConn
 	for c == nil {
 		conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: p.stdin, Net: "unix"})
@@ -34,6 +34,11 @@ func feedStdin(p *ports, r io.Reader) {
 		}
 	}
 	go func() { <-p.closed; c.Close() }()
+	select { // nothing is read from r before the init is up: a failed KVM boot must not eat input
+	case <-ready:
+	case <-p.closed:
+		return
+	}
 	io.Copy(c, r)
 	c.CloseWrite()
 }

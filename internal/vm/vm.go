@@ -14,11 +14,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/c2vm/c2vm/bootcfg"
 )
@@ -33,9 +33,14 @@ type Config struct {
 	Disks     []Disk // virtio block devices in order: /dev/vda, /dev/vdb, ...
 	MemoryMiB int    // 0 = 512
 	CPUs      int    // 0 = 1
-	// Accel is "kvm", "tcg" or "" for KVM when /dev/kvm is usable and the guest arch matches the host.
-	Accel   string
-	Network *Network // nil = no network interface
+	// Accel is AccelAuto (or ""), AccelKVM or AccelTCG; see ChooseAccel.
+	Accel string
+	// Host is where the accelerator probe looks; the zero value is the real host.
+	Host Host
+	// KVMStartTimeout bounds an automatic KVM boot's wait for the guest init (0 =
+	// DefaultKVMStartTimeout); past it the boot is retried under TCG.
+	KVMStartTimeout time.Duration
+	Network         *Network // nil = no network interface
 
 	Stdin   io.Reader // nil = the workload's stdin is /dev/null
 	Stdout  io.Writer // nil = discard
@@ -51,6 +56,9 @@ type Config struct {
 	Resize <-chan WindowSize
 	// OnStart, when set, is called with the QEMU command line before it starts.
 	OnStart func(argv []string)
+	// OnAccel, when set, is called with the accelerator before each boot: once, or twice when an
+	// automatic KVM boot fell back to TCG (then Accel.Fallback says why).
+	OnAccel func(Accel)
 }
 
 // Disk is a raw disk image attached as a virtio block device.
@@ -87,9 +95,41 @@ var ErrNoStatus = errors.New("the VM ended without reporting the workload's exit
 
 const consoleTailLines = 30
 
+// DefaultKVMStartTimeout bounds how long an automatic KVM boot may take to show the guest init
+// before c2vm gives up on KVM and boots under TCG (under KVM the init is up in a second or two).
+const DefaultKVMStartTimeout = 30 * time.Second
+
 // Run boots the VM and waits for it to end. It returns the workload's exit status; an error means
-// c2vm or the VM failed (the Result still carries the console tail and argv for diagnosis).
+// c2vm or the VM failed (the Result still carries the console tail for diagnosis). When the
+// accelerator was picked automatically and a KVM boot dies before the guest init reports in (QEMU
+// exits, or no sign of the init within KVMStartTimeout), the same boot runs once more under TCG.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	acc, err := ChooseAccel(cfg.Accel, cfg.Arch, cfg.Host)
+	if err != nil {
+		return nil, fmt.Errorf("start vm: %w", err)
+	}
+	res, err := boot(ctx, cfg, acc)
+	var ns *notStartedError
+	if !errors.As(err, &ns) || acc.Name != AccelKVM {
+		return res, err
+	}
+	if !acc.Auto {
+		return res, fmt.Errorf("start vm: %w (%s): use --accel tcg", ErrKVM, ns.reason)
+	}
+	return boot(ctx, cfg, Accel{Name: AccelTCG, Auto: true, Reason: "KVM failed", Fallback: ns.reason})
+}
+
+// notStartedError is a KVM boot that ended before the guest init reported in.
+type notStartedError struct{ reason string }
+
+func (e *notStartedError) Error() string { return e.reason }
+
+// boot runs one VM under the given accelerator.
+func boot(ctx context.Context, cfg Config, acc Accel) (*Result, error) {
+	cfg.Accel = acc.Name
+	if cfg.OnAccel != nil {
+		cfg.OnAccel(acc)
+	}
 	dir, err := os.MkdirTemp("", "c2vm-vm-")
 	if err != nil {
 		return nil, fmt.Errorf("start vm: %w", err)
@@ -118,7 +158,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	relay := newRelay(cfg, ports)
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cmd.Wait() }()
-	err = waitVM(ctx, cmd, waitErr, cfg, relay)
+	err = waitVM(ctx, cmd, waitErr, cfg, relay, startDeadline(cfg, acc))
 	ports.close()
 	relay.wait()
 	res.ConsoleTail = relay.console.String()
@@ -126,16 +166,52 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.ExitCode = code
 		return res, nil
 	}
+	if acc.Name == AccelKVM && !relay.isReady() && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return res, &notStartedError{reason: notStartedReason(err, qemuErr.String())}
+	}
 	if err != nil {
 		return res, err
 	}
 	return res, describeFailure(res.ConsoleTail, qemuErr.String())
 }
 
-// waitVM waits for QEMU to exit, forwarding stop requests and killing it when ctx ends.
-func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config, r *relay) error {
+// startDeadline is when a KVM boot that has not shown the init is given up on; nil = never.
+func startDeadline(cfg Config, acc Accel) <-chan time.Time {
+	if acc.Name != AccelKVM {
+		return nil
+	}
+	d := cfg.KVMStartTimeout
+	if d <= 0 {
+		d = DefaultKVMStartTimeout
+	}
+	return time.After(d)
+}
+
+func notStartedReason(err error, qemuStderr string) string {
+	if errors.Is(err, errStartTimeout) {
+		return err.Error()
+	}
+	if s := strings.TrimSpace(qemuStderr); s != "" {
+		return "qemu: " + LastLine(s)
+	}
+	return "qemu exited before the guest init started"
+}
+
+var errStartTimeout = errors.New("no sign of the guest init")
+
+// waitVM waits for QEMU to exit, forwarding stop requests and killing it when ctx ends or when
+// start fires before the init is ready.
+func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config, r *relay, start <-chan time.Time) error {
+	began := time.Now()
+	ready := r.ready
 	for {
 		select {
+		case <-start:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-waitErr
+			return fmt.Errorf("%w within %v", errStartTimeout, time.Since(began).Round(time.Second))
+		case <-ready:
+			ready, start = nil, nil // the init is up: no start deadline any more
 		case err := <-waitErr:
 			var ee *exec.ExitError
 			if err != nil && !errors.As(err, &ee) {
@@ -177,19 +253,6 @@ func firstMatching(s, sub string) string {
 		}
 	}
 	return ""
-}
-
-// KVMUsable reports whether /dev/kvm can be opened for the guest arch.
-func KVMUsable(arch string) bool {
-	if arch != "" && arch != runtime.GOARCH {
-		return false
-	}
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
 }
 
 // ParseStatus parses a status line "c2vm-exit-status: N".

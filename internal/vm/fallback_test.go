@@ -1,0 +1,158 @@
+package vm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/c2vm/c2vm/bootcfg"
+)
+
+// The test binary doubles as a fake QEMU (C2VM_FAKE_QEMU=1): under -accel kvm it does what
+// C2VM_FAKE_KVM says (abort as QEMU does on a PVM host, hang as a guest that never boots, or boot);
+// a boot connects to c2vm's ports as QEMU would, announces the init, echoes stdin to stdout and
+// reports status 7.
+func TestMain(m *testing.M) {
+	if os.Getenv("C2VM_FAKE_QEMU") == "1" {
+		os.Exit(fakeQEMU(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+const kvmAssertion = "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed."
+
+func fakeQEMU(args []string) int {
+	socks := map[string]string{}
+	accel := ""
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "-accel":
+			accel = args[i+1]
+		case "-chardev":
+			opts := map[string]string{}
+			for _, kv := range strings.Split(args[i+1], ",")[1:] {
+				k, v, _ := strings.Cut(kv, "=")
+				opts[k] = v
+			}
+			socks[opts["id"]] = opts["path"]
+		}
+	}
+	if accel == "kvm" {
+		switch os.Getenv("C2VM_FAKE_KVM") {
+		case "abort":
+			fmt.Fprintln(os.Stderr, kvmAssertion)
+			return 134
+		case "hang":
+			select {}
+		}
+	}
+	return fakeGuest(socks)
+}
+
+func fakeGuest(socks map[string]string) int {
+	dial := func(id string) net.Conn {
+		c, err := net.Dial("unix", socks[id])
+		if err != nil {
+			panic(err)
+		}
+		return c
+	}
+	con, status, stdout := dial("con"), dial("status"), dial("stdout")
+	defer con.Close()
+	fmt.Fprintf(con, "fake kernel\r\n")
+	fmt.Fprintln(status, bootcfg.ReadyLine)
+	var in []byte
+	if p := socks["stdin"]; p != "" {
+		l, err := net.Listen("unix", p)
+		if err != nil {
+			panic(err)
+		}
+		c, err := l.Accept()
+		if err != nil {
+			panic(err)
+		}
+		in, _ = io.ReadAll(c)
+	}
+	fmt.Fprintf(stdout, "workload output; stdin %q\n", in)
+	stdout.Close()
+	fmt.Fprintf(status, "%s7\n", bootcfg.StatusLinePrefix)
+	status.Close()
+	return 0
+}
+
+// kvmHost is a host tree on which the automatic choice is KVM.
+func kvmHost(t *testing.T) Host {
+	return fakeHost(t, "amd64", map[string]string{"dev/kvm": "", "sys/module/kvm_intel/": ""})
+}
+
+type accelLog struct {
+	mu  sync.Mutex
+	all []Accel
+}
+
+func (l *accelLog) add(a Accel) { l.mu.Lock(); l.all = append(l.all, a); l.mu.Unlock() }
+
+func fakeConfig(t *testing.T, kvm, accel string) (Config, *bytes.Buffer, *accelLog) {
+	t.Helper()
+	t.Setenv("C2VM_FAKE_QEMU", "1")
+	t.Setenv("C2VM_FAKE_KVM", kvm)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, log := &bytes.Buffer{}, &accelLog{}
+	return Config{
+		QEMU: exe, Arch: "amd64", Kernel: "/k", Initrd: "/i", Accel: accel, Host: kvmHost(t),
+		KVMStartTimeout: time.Second, Stdout: out, Stdin: strings.NewReader("typed ahead"), OnAccel: log.add,
+	}, out, log
+}
+
+func TestRunFallsBackToTCG(t *testing.T) {
+	for _, tt := range []struct{ kvm, reason string }{
+		{"abort", "qemu: " + kvmAssertion},
+		{"hang", "no sign of the guest init within 1s"},
+	} {
+		t.Run(tt.kvm, func(t *testing.T) {
+			cfg, out, log := fakeConfig(t, tt.kvm, AccelAuto)
+			res, err := Run(t.Context(), cfg)
+			if err != nil || res.ExitCode != 7 {
+				t.Fatalf("Run = %+v, %v; want exit 7 after the fallback", res, err)
+			}
+			if want := "workload output; stdin \"typed ahead\"\n"; out.String() != want {
+				t.Errorf("stdout %q; want %q once, all of stdin reaching the TCG boot", out.String(), want)
+			}
+			if len(log.all) != 2 || log.all[0].Name != AccelKVM || log.all[1].Name != AccelTCG || log.all[1].Fallback != tt.reason {
+				t.Errorf("accelerators %+v; want kvm, then tcg with fallback reason %q", log.all, tt.reason)
+			}
+		})
+	}
+}
+
+func TestRunExplicitKVMFails(t *testing.T) {
+	cfg, out, log := fakeConfig(t, "abort", AccelKVM)
+	_, err := Run(t.Context(), cfg)
+	if !errors.Is(err, ErrKVM) || !strings.Contains(err.Error(), "use --accel tcg") || !strings.Contains(err.Error(), "kvm_buf_set_msrs") {
+		t.Fatalf("Run error %v; want ErrKVM with QEMU's reason and --accel tcg", err)
+	}
+	if out.Len() != 0 || len(log.all) != 1 {
+		t.Errorf("stdout %q, boots %+v; want nothing written and one boot", out.String(), log.all)
+	}
+}
+
+func TestRunKVMWorks(t *testing.T) {
+	cfg, out, log := fakeConfig(t, "boot", AccelAuto)
+	res, err := Run(t.Context(), cfg)
+	if err != nil || res.ExitCode != 7 || len(log.all) != 1 || log.all[0].Name != AccelKVM {
+		t.Fatalf("Run = %+v, %v, boots %+v; want one KVM boot with exit 7", res, err, log.all)
+	}
+	if !strings.Contains(out.String(), "workload output") {
+		t.Errorf("stdout %q", out.String())
+	}
+}
