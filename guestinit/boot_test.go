@@ -127,7 +127,7 @@ func TestBootStdioPortsAndStatusPort(t *testing.T) {
 	if got := boot(t, f, c, nil); got != 137 {
 		t.Fatalf("status %d, want 137", got)
 	}
-	if got := f.read(t, "/dev/vport2p1"); got != "c2vm-exit-status: 137\n" {
+	if got := f.read(t, "/dev/vport2p1"); got != bootcfg.ReadyLine+"\nc2vm-exit-status: 137\n" {
 		t.Errorf("status port %q", got)
 	}
 	opens := strings.Join(f.callsWith("open "), ",")
@@ -198,7 +198,7 @@ func TestBootFailureOnStatusPort(t *testing.T) {
 	f.file(t, virtioPortsDir+"/vport1p1/name", bootcfg.StatusPortName)
 	f.file(t, "/dev/vport1p1", "")
 	boot(t, f, c, nil)
-	want := "c2vm-init: rootfs: device /dev/vdb did not appear within 5s\nc2vm-exit-status: 125\n"
+	want := bootcfg.ReadyLine + "\nc2vm-init: rootfs: device /dev/vdb did not appear within 5s\nc2vm-exit-status: 125\n"
 	if got := f.read(t, "/dev/vport1p1"); got != want {
 		t.Errorf("status port %q, want %q", got, want)
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,13 +51,29 @@ func fixtureLayers(t testing.TB) [][]byte {
 		at(imagetest.TarDir("tmp"), 0, 0, 0o1777, 1600000006),
 		at(imagetest.TarFile("usr/bin/sudo", "sudo"), 0, 0, 0o6755, 1600000007),
 	)
+	// Name and target classes: a tar writer puts long (> 100 bytes) or non-ASCII names and link
+	// targets in PAX records, which mksquashfs 4.5.1 once mangled (leading "/" and "../" dropped).
+	long := strings.Repeat("long-directory-name/", 6)
+	classes := []imagetest.TarEntry{
+		imagetest.TarDir("usr/share/ca"),
+		imagetest.TarFile("usr/share/ca/Főtanúsítvány.crt", "cert\n"),
+		imagetest.TarSymlink("usr/share/ca/abs-nonascii", "/usr/share/ca/Főtanúsítvány.crt"),
+		imagetest.TarSymlink("usr/share/ca/rel-nonascii", "../ca/Főtanúsítvány.crt"),
+		imagetest.TarSymlink("usr/share/ca/abs-long", "/"+long+"target"),
+		imagetest.TarSymlink("usr/share/ca/rel-long", "../../"+long+"target"),
+		imagetest.TarSymlink("usr/share/ca/dot", "./Főtanúsítvány.crt"),
+		imagetest.TarSymlink("usr/share/ca/ünïcödé-name", "/etc/passwd"),
+		imagetest.TarFile("usr/share/"+long+"file-with-a-long-name-"+strings.Repeat("x", 60), "long\n"),
+		imagetest.TarSymlink("usr/share/"+long+"symlink-with-a-long-name-"+strings.Repeat("y", 60), "/"+long+"z"),
+		imagetest.TarHardlink("usr/share/ca/hard-ünï-"+strings.Repeat("h", 100), "usr/share/ca/Főtanúsítvány.crt"),
+	}
 	l2 := imagetest.TarLayer(t,
 		imagetest.TarHardlink("bin/ping6", "bin/ping"),
 		imagetest.TarHardlink("usr/bin/sudoedit", "usr/bin/sudo"),
 		imagetest.TarHardlink("usr/bin/sudoedit2", "usr/bin/sudo"),
 		at(imagetest.TarFile("etc/hostname", "c2vm\n"), 0, 0, 0o644, 1600000008),
 	)
-	return [][]byte{l1, l2}
+	return [][]byte{l1, l2, imagetest.TarLayer(t, classes...)}
 }
 
 // flattenLayers builds a tree from uncompressed tar layers.

@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/c2vm/c2vm/convert/flatten"
 )
 
 // errNoMksquashfs is returned when mksquashfs is not on PATH.
@@ -42,6 +45,9 @@ func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int6
 	compArgs, ok := sqfsCompression[comp]
 	if !ok {
 		return fmt.Errorf("unknown squashfs compression %q (want zstd, gzip, lz4, xz or none)", comp)
+	}
+	if err := checkSquashfsLinks(img); err != nil {
+		return err
 	}
 	bin, err := exec.LookPath("mksquashfs")
 	if err != nil {
@@ -84,6 +90,19 @@ func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int6
 		return fmt.Errorf("mksquashfs: %w: %s", waitErr, stderr.lastLine())
 	case tarErr != nil:
 		return fmt.Errorf("write tar stream: %w", tarErr)
+	}
+	return nil
+}
+
+// checkSquashfsLinks refuses a symlink whose long or non-ASCII target must travel in a PAX record
+// (it has xattrs, which only PAX carries): mksquashfs 4.5.1 would drop the target's leading "/" or
+// "../" (see flatten.GNULink). Linux allows only trusted.* and security.* xattrs on symlinks, so
+// real images hardly ever have one.
+func checkSquashfsLinks(img *image) error {
+	for _, e := range img.entries {
+		if e.Type == tar.TypeSymlink && flatten.LongLink(e) && !flatten.GNULink(e) {
+			return fmt.Errorf("symlink %s has xattrs and a long or non-ASCII target, which mksquashfs 4.5.1 cannot keep intact: use --rootfs-format erofs", e.Path)
+		}
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/c2vm/c2vm/internal/imagetest"
 )
 
 // listSquashfs lists an image through `unsquashfs -pf` (a pseudo-file dump with full attributes,
@@ -217,6 +219,15 @@ func TestSquashfsErrors(t *testing.T) {
 		}
 		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("partial output left behind: %v", err)
+		}
+	})
+	t.Run("xattrs on a long symlink", func(t *testing.T) {
+		lnk := imagetest.TarSymlink("lnk", "/"+strings.Repeat("t", 120))
+		lnk.Hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0"}
+		bad := flattenLayers(t, [][]byte{imagetest.TarLayer(t, lnk)})
+		err := Write(context.Background(), Squashfs, bad, filepath.Join(t.TempDir(), "img"), Options{})
+		if err == nil || !strings.Contains(err.Error(), "symlink lnk has xattrs") || !strings.Contains(err.Error(), "--rootfs-format erofs") {
+			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("bad compression", func(t *testing.T) {
