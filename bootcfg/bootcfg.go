@@ -59,6 +59,7 @@ type Config struct {
 	Modules   []string  `json:"modules,omitempty"`
 	Files     []File    `json:"files,omitempty"`
 	Binfmt    []Binfmt  `json:"binfmt,omitempty"`
+	Sysctls   []Sysctl  `json:"sysctls,omitempty"`
 	Network   Network   `json:"network"`
 	Container Container `json:"container"`
 }
@@ -88,6 +89,28 @@ type File struct {
 type Binfmt struct {
 	Registration string `json:"registration"`
 }
+
+// Sysctl is one kernel parameter the init sets before it starts the container, e.g.
+// net.ipv4.ip_unprivileged_port_start = 0 (written to /proc/sys/net/ipv4/ip_unprivileged_port_start).
+type Sysctl struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// DockerSysctls are the kernel parameters docker gives every container, which the guest kernel's
+// defaults differ from: any user may bind ports below 1024 and send ICMP echo (ping) sockets. The
+// container shares the guest's network, so the init sets them in the guest (runc refuses net.*
+// sysctls outside a network namespace). vm.overcommit_memory goes back to the kernel's heuristic
+// default: the command line sets 1 only so that the Go init starts in small guests (see
+// BaseBootArgs in package convert); the workload gets what docker's host gives it.
+var DockerSysctls = []Sysctl{
+	{Key: "net.ipv4.ip_unprivileged_port_start", Value: "0"},
+	{Key: "net.ipv4.ping_group_range", Value: "0 2147483647"},
+	{Key: "vm.overcommit_memory", Value: "0"},
+}
+
+// Path returns the sysctl's file below /proc/sys.
+func (s Sysctl) Path() string { return "/proc/sys/" + strings.ReplaceAll(s.Key, ".", "/") }
 
 // Network modes.
 const (
@@ -172,6 +195,7 @@ func Default() Config {
 			{Source: "tmp", Target: "/tmp", FSType: "tmpfs", Flags: []string{"nosuid", "nodev"}, Data: "mode=1777"},
 			{Source: "cgroup2", Target: "/sys/fs/cgroup", FSType: "cgroup2", Flags: []string{"nosuid", "nodev", "noexec"}, Optional: true},
 		},
+		Sysctls: append([]Sysctl(nil), DockerSysctls...),
 		Network: Network{Mode: NetworkNone},
 		Container: Container{
 			ID:        "c2vm",

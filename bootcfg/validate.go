@@ -52,6 +52,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("binfmt[%d].registration: %w", i, err))
 		}
 	}
+	for i, sc := range c.Sysctls {
+		if err := sc.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("sysctls[%d]: %w", i, err))
+		}
+	}
 	if err := c.Network.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("network.%w", err))
 	}
@@ -180,6 +185,24 @@ func validateBinfmt(r string) error {
 	}
 	if !path.IsAbs(interp) {
 		return fmt.Errorf("interpreter %q is not absolute", interp)
+	}
+	return nil
+}
+
+// validate accepts dotted keys of lowercase letters, digits, '_' and '-' (no empty or ".."
+// component, so the path stays below /proc/sys) and single-line values.
+func (s Sysctl) validate() error {
+	parts := strings.Split(s.Key, ".")
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "abcdefghijklmnopqrstuvwxyz0123456789_-") != "" {
+			return fmt.Errorf("key %q is not a sysctl name", s.Key)
+		}
+	}
+	if len(parts) < 2 {
+		return fmt.Errorf("key %q is not a sysctl name", s.Key)
+	}
+	if strings.ContainsAny(s.Value, "\n\x00") {
+		return fmt.Errorf("%s: value %q has a newline or NUL", s.Key, s.Value)
 	}
 	return nil
 }

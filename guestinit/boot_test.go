@@ -36,6 +36,9 @@ func bootEnv(t *testing.T, mutate func(*bootcfg.Config)) (*fakeSystem, *fakeCloc
 	f.file(t, "/dev/console", "")
 	f.file(t, "/dev/vda", "")
 	f.file(t, runcPath, "runc binary")
+	for _, sc := range cfg.Sysctls {
+		f.file(t, sc.Path(), "kernel default\n")
+	}
 	return f, newClock()
 }
 
@@ -49,6 +52,11 @@ func TestBootHappyPath(t *testing.T) {
 	f.waits = []fakeWait{{pid: 55, ws: 0}, {pid: 100, ws: unix.WaitStatus(3 << 8)}} // an orphan first
 	if got := boot(t, f, c, nil); got != 3 {
 		t.Fatalf("status %d, want 3", got)
+	}
+	for _, sc := range bootcfg.DockerSysctls {
+		if got := f.read(t, sc.Path()); got != "kernel default\n"+sc.Value+"\n" {
+			t.Errorf("%s = %q, want %q written", sc.Path(), got, sc.Value)
+		}
 	}
 	var got []string
 	for _, call := range f.calls {

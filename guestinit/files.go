@@ -46,6 +46,16 @@ func stepBinfmt(_ context.Context, st *State) error {
 	return nil
 }
 
+// stepSysctl sets the boot config's kernel parameters in the guest.
+func stepSysctl(_ context.Context, st *State) error {
+	for _, s := range st.Cfg.Sysctls {
+		if err := st.Sys.AppendFile(s.Path(), []byte(s.Value+"\n")); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", s.Key, s.Value, err)
+		}
+	}
+	return nil
+}
+
 // unixMode converts permission bits as stat(2) has them into an os.FileMode.
 func unixMode(m uint32) os.FileMode {
 	mode := os.FileMode(m & 0o777)

@@ -22,6 +22,7 @@ func Steps() []Step {
 		{Name: "network", Run: stepNetwork},
 		{Name: "files", Run: stepFiles},
 		{Name: "binfmt", Run: stepBinfmt},
+		{Name: "sysctl", Run: stepSysctl},
 		{Name: "spec", Run: stepSpec},
 		{Name: "run", Run: stepRun},
 	}

@@ -160,9 +160,9 @@ func withPrimary(gid uint32, extra []uint32) []uint32 {
 	return out
 }
 
-// applyVM adapts containerd's defaults to running as the only container of a VM: no network
-// namespace (the workload uses the VM's network), a cgroup namespace, a fixed cgroup path and a
-// writable rootfs directory in the bundle.
+// applyVM adapts containerd's defaults to running as the only container of a VM the way docker
+// runs one: no network namespace (the workload uses the VM's network), a cgroup namespace, a fixed
+// cgroup path, a writable rootfs directory in the bundle and no no_new_privs.
 func applyVM(s *specs.Spec) {
 	var ns []specs.LinuxNamespace
 	hasCgroup := false
@@ -180,5 +180,8 @@ func applyVM(s *specs.Spec) {
 	}
 	s.Linux.Namespaces = ns
 	s.Linux.CgroupsPath = CgroupsPath
+	// docker leaves no_new_privs off (only --security-opt no-new-privileges sets it): setuid
+	// binaries and file capabilities work for non-root users, as in docker.
+	s.Process.NoNewPrivileges = false
 	s.Root = &specs.Root{Path: RootPath, Readonly: false}
 }
