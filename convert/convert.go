@@ -6,11 +6,13 @@
 package convert
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"runtime"
 	"strings"
 
@@ -154,6 +156,7 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	if err := c.writeRootfs(ctx, tree); err != nil {
 		return nil, err
 	}
+	c.checkInitrdFits(tree)
 	m := c.manifest(img, k, cfg, rs, passwd, group)
 	c.step("write initrd")
 	if err := c.writeBoot(ctx, k, m, rs); err != nil {
@@ -169,6 +172,33 @@ func runnable(p ocispec.Platform) error {
 		return fmt.Errorf("image platform %s/%s cannot run in the %s guest this c2vm builds (its kernel, init and runc are %s): convert a %s image, or wait for foreign-arch (binfmt) bundles", p.OS, p.Architecture, runtime.GOARCH, runtime.GOARCH, runtime.GOARCH)
 	}
 	return nil
+}
+
+// initrdHeadroomMiB is what a guest needs besides an initrd-format rootfs: the kernel's image and
+// reservations, slab, the init, runc and the workload (see the README's Memory section).
+const initrdHeadroomMiB = 128
+
+// checkInitrdFits warns when an initrd-format rootfs is too big for the bundle's memory: the
+// kernel unpacks it into RAM, and when that fails the run fails (c2vm run reports it).
+func (c *conversion) checkInitrdFits(tree *flatten.Tree) {
+	if c.opts.RootfsFormat != bootcfg.FormatInitrd || c.opts.Warn == nil {
+		return
+	}
+	var size int64
+	for _, e := range tree.Entries {
+		if e.Type == tar.TypeReg {
+			size += e.Size
+		}
+	}
+	compressed := int64(0)
+	if fi, err := os.Stat(c.stage.Path(rootfsCPIO)); err == nil {
+		compressed = fi.Size()
+	}
+	need := (size+compressed)>>20 + initrdHeadroomMiB
+	if need > int64(c.opts.MemoryMiB) {
+		c.opts.Warn(fmt.Sprintf("the initrd rootfs holds %d MiB (%d MiB compressed), which the kernel unpacks into the guest's memory: %d MiB is too little, give at least --memory %d (at convert or run time), or use --rootfs-format squashfs",
+			size>>20, compressed>>20, c.opts.MemoryMiB, need))
+	}
 }
 
 func validFormat(f string) bool {

@@ -299,3 +299,26 @@ func TestConvertRejectsForeignArch(t *testing.T) {
 		t.Errorf("output exists after the error: %v", err)
 	}
 }
+
+// TestConvertWarnsInitrdTooBig: an initrd-format rootfs is unpacked into the guest's memory, so a
+// bundle whose memory cannot hold it gets a warning that says what to do.
+func TestConvertWarnsInitrdTooBig(t *testing.T) {
+	fakeAssets(t)
+	img := testImage(t, ocispec.ImageConfig{Cmd: []string{"/bin/sh"}})
+	for _, tc := range []struct {
+		memory int
+		warn   bool
+	}{{120, true}, {512, false}} {
+		var warnings []string
+		opts := baseOptions(t, img, filepath.Join(t.TempDir(), "b"))
+		opts.RootfsFormat, opts.MemoryMiB = bootcfg.FormatInitrd, tc.memory
+		opts.Warn = func(msg string) { warnings = append(warnings, msg) }
+		if _, err := Convert(context.Background(), opts); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(warnings, "\n")
+		if has := strings.Contains(got, "initrd rootfs") && strings.Contains(got, "--memory") && strings.Contains(got, "--rootfs-format squashfs"); has != tc.warn {
+			t.Errorf("memory %d: warnings %q; want a fit warning: %v", tc.memory, got, tc.warn)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -52,6 +53,9 @@ func TestBootHappyPath(t *testing.T) {
 	f.waits = []fakeWait{{pid: 55, ws: 0}, {pid: 100, ws: unix.WaitStatus(3 << 8)}} // an orphan first
 	if got := boot(t, f, c, nil); got != 3 {
 		t.Fatalf("status %d, want 3", got)
+	}
+	if l, err := os.Readlink(f.p("/run/c2vm/bundle/rootfs/etc/mtab")); err != nil || l != "/proc/mounts" {
+		t.Errorf("etc/mtab -> %q, %v; want docker's init-layer link to /proc/mounts", l, err)
 	}
 	for _, sc := range bootcfg.DockerSysctls {
 		if got := f.read(t, sc.Path()); got != "kernel default\n"+sc.Value+"\n" {

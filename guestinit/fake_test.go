@@ -98,6 +98,12 @@ func (f *fakeSystem) MkdirAll(path string, perm os.FileMode) error {
 	}
 	return os.MkdirAll(f.p(path), perm)
 }
+func (f *fakeSystem) Symlink(target, path string) error {
+	if err := f.record("symlink %s %s", target, path); err != nil {
+		return err
+	}
+	return os.Symlink(target, f.p(path))
+}
 func (f *fakeSystem) WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := f.record("write %s %v", path, perm); err != nil {
 		return err

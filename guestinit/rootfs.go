@@ -2,6 +2,7 @@ package guestinit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -44,6 +45,26 @@ func stepRootfs(_ context.Context, st *State) error {
 		return fmt.Errorf("mount overlay on %s: %w", root, err)
 	}
 	st.Mounted = append(st.Mounted, root)
+	return initLayer(st, root)
+}
+
+// initLinks are the links docker's init layer gives every container whose image lacks them.
+var initLinks = []struct{ path, target string }{
+	{"etc/mtab", "/proc/mounts"},
+}
+
+// initLayer adds docker's init-layer links to the container's root (in the overlay's upper layer,
+// so the image is unchanged); what the image has stays.
+func initLayer(st *State, root string) error {
+	for _, l := range initLinks {
+		p := path.Join(root, l.path)
+		if err := st.Sys.MkdirAll(path.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("init layer: %w", err)
+		}
+		if err := st.Sys.Symlink(l.target, p); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("init layer: %s: %w", l.path, err)
+		}
+	}
 	return nil
 }
 

@@ -19,6 +19,8 @@ type System interface {
 	// AppendFile writes to an existing file without creating it: devices, /proc and /sys files.
 	AppendFile(path string, data []byte) error
 	ReadFile(path string) ([]byte, error)
+	// Symlink creates path as a symbolic link to target; an existing path is an error (os.ErrExist).
+	Symlink(target, path string) error
 	ReadDir(path string) ([]os.DirEntry, error)
 	Stat(path string) (os.FileInfo, error)
 	// CopyFile copies a regular file, streaming (runc is ~10 MB).

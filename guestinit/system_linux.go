@@ -35,6 +35,7 @@ func (l *Linux) Mount(source, target, fstype string, flags uintptr, data string)
 func (l *Linux) Unmount(target string, flags int) error { return unix.Unmount(target, flags) }
 
 func (l *Linux) MkdirAll(path string, perm os.FileMode) error { return os.MkdirAll(path, perm) }
+func (l *Linux) Symlink(target, path string) error            { return os.Symlink(target, path) }
 
 func (l *Linux) WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := os.WriteFile(path, data, perm); err != nil {

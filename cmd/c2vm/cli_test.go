@@ -46,9 +46,19 @@ func TestRunEnv(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("env = %q, want %q", got, want)
 	}
-	os.WriteFile(f, []byte("=x\n"), 0o644)
-	if _, err := runEnv([]string{f}, nil); err == nil || !strings.Contains(err.Error(), ":1: empty variable name") {
-		t.Fatalf("bad env file: %v", err)
+	// docker's rules: leading whitespace dropped, trailing kept; CRLF lines; errors as docker words them.
+	os.WriteFile(f, []byte("\xef\xbb\xbf  A=1  \r\n\tB= two \n"), 0o644)
+	if got, err := runEnv([]string{f}, nil); err != nil || !reflect.DeepEqual(got, []string{"A=1  ", "B= two "}) {
+		t.Fatalf("env = %q, %v; want trailing whitespace kept", got, err)
+	}
+	for content, msg := range map[string]string{
+		"=x\n":          ":1: poorly formatted environment: no variable name on line '=x'",
+		"A=1\nMY VAR=1\n": ":2: poorly formatted environment: variable 'MY VAR' contains whitespaces",
+	} {
+		os.WriteFile(f, []byte(content), 0o644)
+		if _, err := runEnv([]string{f}, nil); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("env file %q: %v; want %q", content, err, msg)
+		}
 	}
 }
 
@@ -87,6 +97,7 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 		{[]string{"run", "-p", "80", dir}, "--publish"},
 		{[]string{"run", "--accel", "foo", dir}, "--accel (or C2VM_ACCEL): accelerator \"foo\": want auto, kvm or tcg"},
 		{[]string{"run", "--timeout", "soon", dir}, "--timeout \"soon\": want seconds"},
+		{[]string{"run", "--network", "none", "-p", "8080:80", dir}, "conflicting options: --publish"},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := c2vm(t, "", tt.args...)

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -198,6 +200,9 @@ func runOptions(c *cli.Context, cmd []string) (launch.Options, error) {
 	if net != launch.NetworkUser && net != launch.NetworkNone {
 		return launch.Options{}, usageError("run: --network %q: want user or none", net)
 	}
+	if net == launch.NetworkNone && len(fwds) > 0 {
+		return launch.Options{}, usageError("run: conflicting options: --publish needs a network, and --network none has none")
+	}
 	o := launch.Options{
 		Overrides: spec.Overrides{
 			Env: env, User: c.String("user"), WorkingDir: c.String("workdir"), Hostname: c.String("hostname"),
@@ -248,32 +253,39 @@ func runEnv(files, flags []string) ([]string, error) {
 	return env, nil
 }
 
+// readEnvFile reads an env file by docker's rules (docker/cli opts.ParseEnvFile): leading
+// whitespace is dropped, trailing whitespace is kept, '#' starts a comment line, a name with
+// whitespace or an empty name is an error, and a bare NAME takes the host's value (or is skipped).
 func readEnvFile(path string) ([]string, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("run: --env-file: %w", err)
 	}
-	defer f.Close()
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("run: --env-file %s: not valid UTF-8", path)
+	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var env []string
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	for n, raw := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		line := strings.TrimLeftFunc(strings.TrimSuffix(raw, "\r"), unicode.IsSpace)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if !strings.Contains(line, "=") {
-			v, ok := os.LookupEnv(line)
-			if !ok {
-				continue
+		name, value, hasValue := strings.Cut(line, "=")
+		switch {
+		case strings.ContainsAny(name, " \t"):
+			return nil, fmt.Errorf("run: --env-file %s:%d: poorly formatted environment: variable '%s' contains whitespaces", path, n+1, name)
+		case name == "":
+			return nil, fmt.Errorf("run: --env-file %s:%d: poorly formatted environment: no variable name on line '%s'", path, n+1, line)
+		case hasValue:
+			env = append(env, name+"="+value)
+		default:
+			if v, ok := os.LookupEnv(name); ok {
+				env = append(env, name+"="+v)
 			}
-			line += "=" + v
 		}
-		if strings.HasPrefix(line, "=") {
-			return nil, fmt.Errorf("run: --env-file %s:%d: empty variable name", path, n)
-		}
-		env = append(env, line)
 	}
-	return env, sc.Err()
+	return env, nil
 }
 
 // parsePublish parses -p [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp].

@@ -160,6 +160,28 @@ func withPrimary(gid uint32, extra []uint32) []uint32 {
 	return out
 }
 
+// DockerNofile is the open-file limit of docker's containers under its packaged systemd unit
+// (LimitNOFILE=infinity, i.e. the kernel's nr_open): docker sets no rlimit of its own, the workload
+// inherits the daemon's. containerd's default spec has 1024.
+const DockerNofile = 1 << 20
+
+// dockerMounts turns containerd's default mounts into docker's: no tmpfs on /run (docker shows the
+// image's /run), and the cgroup filesystem read-only at /sys/fs/cgroup.
+func dockerMounts(ms []specs.Mount) []specs.Mount {
+	var out []specs.Mount
+	for _, m := range ms {
+		if m.Destination == "/run" || m.Destination == "/sys/fs/cgroup" {
+			continue
+		}
+		out = append(out, m)
+		if m.Destination == "/sys" {
+			out = append(out, specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup",
+				Options: []string{"ro", "nosuid", "noexec", "nodev"}})
+		}
+	}
+	return out
+}
+
 // applyVM adapts containerd's defaults to running as the only container of a VM the way docker
 // runs one: no network namespace (the workload uses the VM's network), a cgroup namespace, a fixed
 // cgroup path, a writable rootfs directory in the bundle and no no_new_privs.
@@ -183,5 +205,7 @@ func applyVM(s *specs.Spec) {
 	// docker leaves no_new_privs off (only --security-opt no-new-privileges sets it): setuid
 	// binaries and file capabilities work for non-root users, as in docker.
 	s.Process.NoNewPrivileges = false
+	s.Mounts = dockerMounts(s.Mounts)
+	s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: DockerNofile, Hard: DockerNofile}}
 	s.Root = &specs.Root{Path: RootPath, Readonly: false}
 }

@@ -219,6 +219,15 @@ func TestGenerateVMShape(t *testing.T) {
 			t.Errorf("host-specific masked path %q", p)
 		}
 	}
+	if slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/run" }) >= 0 {
+		t.Error("a mount on /run: docker shows the image's /run")
+	}
+	if i := slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" }); i < 0 || s.Mounts[i].Type != "cgroup" || !slices.Contains(s.Mounts[i].Options, "ro") {
+		t.Errorf("mounts %+v: want docker's read-only cgroup mount at /sys/fs/cgroup", s.Mounts)
+	}
+	if r := s.Process.Rlimits; len(r) != 1 || r[0].Type != "RLIMIT_NOFILE" || r[0].Soft != DockerNofile || r[0].Hard != DockerNofile {
+		t.Errorf("rlimits %+v: want docker's RLIMIT_NOFILE %d", r, DockerNofile)
+	}
 	if s.Process.NoNewPrivileges {
 		t.Error("noNewPrivileges on: docker leaves it off, so setuid and file capabilities work for non-root users")
 	}

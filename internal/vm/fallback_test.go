@@ -66,7 +66,7 @@ func fakeGuest(socks map[string]string) int {
 	}
 	con, status, stdout := dial("con"), dial("status"), dial("stdout")
 	defer con.Close()
-	fmt.Fprintf(con, "fake kernel\r\n")
+	fmt.Fprintf(con, "fake kernel\r\n%s", os.Getenv("C2VM_FAKE_CONSOLE"))
 	fmt.Fprintln(status, bootcfg.ReadyLine)
 	var in []byte
 	if p := socks["stdin"]; p != "" {
@@ -154,5 +154,31 @@ func TestRunKVMWorks(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "workload output") {
 		t.Errorf("stdout %q", out.String())
+	}
+}
+
+// TestRunInitramfsUnpackFails: when the kernel cannot unpack the initrd, the guest may still run
+// something (the image's own command, without the run's overrides); run must fail instead.
+func TestRunInitramfsUnpackFails(t *testing.T) {
+	cfg, out, _ := fakeConfig(t, "boot", AccelTCG)
+	t.Setenv("C2VM_FAKE_CONSOLE", "[    1.5] Initramfs unp"+"acking failed: write error\r\nmore\r\n")
+	res, err := Run(t.Context(), cfg)
+	if !errors.Is(err, ErrNoStatus) || !strings.Contains(err.Error(), "could not unpack the initrd (Initramfs unpacking failed: write error)") || !strings.Contains(err.Error(), "--memory") {
+		t.Fatalf("Run = %+v, %v; want the unpack failure and what to do", res, err)
+	}
+	if res.ExitCode != -1 {
+		t.Errorf("exit code %d, want -1 (no status)", res.ExitCode)
+	}
+	_ = out // the fake guest may have written before the kill; what matters is the failure
+}
+
+func TestWatcherAcrossWrites(t *testing.T) {
+	n := 0
+	w := &watcher{marker: []byte("needle"), found: func() { n++ }}
+	for _, chunk := range []string{"hay ne", "e", "dle hay", "stack"} {
+		w.Write([]byte(chunk))
+	}
+	if n != 1 {
+		t.Errorf("found %d times, want 1", n)
 	}
 }

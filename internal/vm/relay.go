@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"reflect"
@@ -25,11 +26,16 @@ type relay struct {
 
 	ready     chan struct{} // closed at the init's first line on the status port
 	readyOnce sync.Once
+
+	// unpackFailed is closed when the kernel console says the initramfs did not unpack: the
+	// boot config and spec (and an initrd-format rootfs) may be missing, so the VM must not go on.
+	unpackFailed chan struct{}
+	unpackOnce   sync.Once
 }
 
 func newRelay(cfg Config, p *ports) *relay {
 	cfg = lockWriters(cfg)
-	r := &relay{cfg: cfg, ready: make(chan struct{})}
+	r := &relay{cfg: cfg, ready: make(chan struct{}), unpackFailed: make(chan struct{})}
 	r.serve(p, portConsole, r.copyConsole)
 	r.serve(p, portStdout, func(c net.Conn) { io.Copy(orDiscard(cfg.Stdout), c) })
 	r.serve(p, portStderr, func(c net.Conn) { io.Copy(orDiscard(cfg.Stderr), c) })
@@ -61,7 +67,33 @@ func (r *relay) copyConsole(c net.Conn) {
 	if r.cfg.Console != nil {
 		w = io.MultiWriter(&r.console, r.cfg.Console)
 	}
-	io.Copy(w, c)
+	watch := &watcher{marker: []byte(initramfsFailure), found: func() {
+		r.unpackOnce.Do(func() { close(r.unpackFailed) })
+	}}
+	io.Copy(io.MultiWriter(w, watch), c)
+}
+
+// initramfsFailure is what the kernel prints (at KERN_EMERG, so even with quiet) when it cannot
+// unpack the initrd, typically because it does not fit in the guest's memory.
+const initramfsFailure = "Initramfs unpacking failed"
+
+// watcher calls found once the marker has been written to it, across write boundaries.
+type watcher struct {
+	marker []byte
+	found  func()
+	carry  []byte
+}
+
+func (w *watcher) Write(b []byte) (int, error) {
+	buf := append(w.carry, b...)
+	if bytes.Contains(buf, w.marker) {
+		w.found()
+	}
+	if keep := len(w.marker) - 1; len(buf) > keep {
+		buf = buf[len(buf)-keep:]
+	}
+	w.carry = append(w.carry[:0], buf...)
+	return len(b), nil
 }
 
 func (r *relay) readStatus(c net.Conn) {
@@ -107,6 +139,15 @@ func (r *relay) requestStop() {
 func (r *relay) isReady() bool {
 	select {
 	case <-r.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *relay) isUnpackFailed() bool {
+	select {
+	case <-r.unpackFailed:
 		return true
 	default:
 		return false

@@ -162,11 +162,11 @@ func boot(ctx context.Context, cfg Config, acc Accel) (*Result, error) {
 	ports.close()
 	relay.wait()
 	res.ConsoleTail = relay.console.String()
-	if code, ok := relay.exitCode(); ok {
+	if code, ok := relay.exitCode(); ok && !relay.isUnpackFailed() {
 		res.ExitCode = code
 		return res, nil
 	}
-	if acc.Name == AccelKVM && !relay.isReady() && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+	if acc.Name == AccelKVM && !relay.isReady() && !relay.isUnpackFailed() && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return res, &notStartedError{reason: notStartedReason(err, qemuErr.String())}
 	}
 	if err != nil {
@@ -212,6 +212,10 @@ func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config
 			return fmt.Errorf("%w within %v", errStartTimeout, time.Since(began).Round(time.Second))
 		case <-ready:
 			ready, start = nil, nil // the init is up: no start deadline any more
+		case <-r.unpackFailed:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-waitErr
+			return fmt.Errorf("%w: the guest kernel could not unpack the initrd (%s): it does not fit in the guest's memory; give the VM more --memory, or convert with --rootfs-format squashfs", ErrNoStatus, lineFrom(r.console.String(), initramfsFailure))
 		case err := <-waitErr:
 			var ee *exec.ExitError
 			if err != nil && !errors.As(err, &ee) {
@@ -244,6 +248,16 @@ func describeFailure(console, qemuStderr string) error {
 func LastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// lineFrom returns the rest of the first line holding sub, from sub on.
+func lineFrom(s, sub string) string {
+	l := firstMatching(s, sub)
+	if i := strings.Index(l, sub); i >= 0 {
+		return l[i:]
+	}
+	return sub // scrolled out of the console tail
+
 }
 
 func firstMatching(s, sub string) string {
