@@ -52,7 +52,7 @@ func TestRunEnv(t *testing.T) {
 		t.Fatalf("env = %q, %v; want trailing whitespace kept", got, err)
 	}
 	for content, msg := range map[string]string{
-		"=x\n":          ":1: poorly formatted environment: no variable name on line '=x'",
+		"=x\n":            ":1: poorly formatted environment: no variable name on line '=x'",
 		"A=1\nMY VAR=1\n": ":2: poorly formatted environment: variable 'MY VAR' contains whitespaces",
 	} {
 		os.WriteFile(f, []byte(content), 0o644)
