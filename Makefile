@@ -18,7 +18,9 @@ RUNC_VER   := $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/
 
 export C2VM_LIBDIR := $(BIN)
 
-.PHONY: help deps deps-build kernel build build-only runc init example demo test test-unit lint fuzz bench clean
+PARITY_PKGS := docker.io mmdebstrap
+
+.PHONY: help deps deps-build kernel build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -70,8 +72,14 @@ demo: deps kernel example ## convert the example image into a bundle and boot it
 	$(BIN)/c2vm inspect $(BUILD)/hello.bundle
 	time $(BIN)/c2vm run --timeout 120s $(BUILD)/hello.bundle
 
-test: deps kernel build ## the full test suite: unit, fuzz seeds, VM tests under QEMU
+test: test-go test-parity ## the full test suite: unit, fuzz seeds, VM tests under QEMU, docker parity
+
+test-go: deps kernel build ## unit tests, fuzz seeds and VM tests (QEMU)
 	$(GO) test -count=1 -timeout 60m ./...
+
+test-parity: deps kernel build ## docker parity: real Dockerfiles, docker run vs c2vm run (starts its own dockerd)
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(PARITY_PKGS)"
+	C2VM_PARITY=1 $(GO) test -count=1 -timeout 40m -run '^TestParity$$' -v ./cmd/c2vm | grep -E '^(=== RUN|--- |\s+parity_test|PASS|FAIL|ok)' ; exit $${PIPESTATUS[0]}
 
 test-unit: ## unit tests only (no VM), unprivileged
 	$(GO) test -short ./...

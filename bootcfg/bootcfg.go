@@ -151,9 +151,13 @@ type Volume struct {
 	Serial   string `json:"serial,omitempty"` // virtio-blk serial of the disk (/sys/block/*/serial)
 	Device   string `json:"device,omitempty"` // block device of the disk when no Serial, e.g. /dev/vdb
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// CopyUp fills a new volume from the image, as docker does: the init copies what the
+	// container's rootfs has at Target (owner and mode of the directory too) into the volume
+	// before the container starts. Set for image VOLUMEs and for named volumes made by this run.
+	CopyUp bool `json:"copyUp,omitempty"`
 }
 
-// VolumesDir is where the init mounts disk volumes in the guest: VolumesDir/<index in Volumes>.
+// VolumesDir is where the init mounts volumes in the guest: VolumesDir/<index in Volumes>.
 const VolumesDir = "/run/c2vm/volumes"
 
 // FSTypeTmpfs is Volume.FSType for a fresh tmpfs.

@@ -176,7 +176,7 @@ func runnable(p ocispec.Platform) error {
 
 // initrdHeadroomMiB is what a guest needs besides an initrd-format rootfs: the kernel's image and
 // reservations, slab, the init, runc and the workload (see the README's Memory section).
-const initrdHeadroomMiB = 128
+const initrdHeadroomMiB = 64
 
 // checkInitrdFits warns when an initrd-format rootfs is too big for the bundle's memory: the
 // kernel unpacks it into RAM, and when that fails the run fails (c2vm run reports it).
@@ -194,7 +194,10 @@ func (c *conversion) checkInitrdFits(tree *flatten.Tree) {
 	if fi, err := os.Stat(c.stage.Path(rootfsCPIO)); err == nil {
 		compressed = fi.Size()
 	}
-	need := (size+compressed)>>20 + initrdHeadroomMiB
+	// Measured with Debian's kernel: while it unpacks, the guest holds the compressed initrd and
+	// the files, and the initramfs may fill at most half of the memory (175 MB of files in 60 MB
+	// compressed boot in 512 MiB, 200 MB do not).
+	need := (2*size+compressed)>>20 + initrdHeadroomMiB
 	if need > int64(c.opts.MemoryMiB) {
 		c.opts.Warn(fmt.Sprintf("the initrd rootfs holds %d MiB (%d MiB compressed), which the kernel unpacks into the guest's memory: %d MiB is too little, give at least --memory %d (at convert or run time), or use --rootfs-format squashfs",
 			size>>20, compressed>>20, c.opts.MemoryMiB, need))

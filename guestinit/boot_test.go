@@ -279,11 +279,14 @@ func TestBootInitrdRootfs(t *testing.T) {
 	f, c := bootEnv(t, func(c *bootcfg.Config) {
 		c.Container.Rootfs = bootcfg.Rootfs{Format: bootcfg.FormatInitrd, Path: "/c2vm/rootfs"}
 	})
+	f.file(t, "/c2vm/rootfs.xattrs", `{"path":"usr/bin/ping","name":"security.capability","value":"AQAAAg=="}`+"\n")
 	f.waits = []fakeWait{{pid: 100, ws: 0}}
 	if got := boot(t, f, c, nil); got != 0 {
 		t.Fatalf("status %d: %s", got, f.read(t, "/dev/console"))
 	}
 	for _, want := range []string{
+		"copy /c2vm/rootfs.xattrs /c2vm-newroot/c2vm/rootfs.xattrs",
+		"setxattr /c2vm/rootfs/usr/bin/ping security.capability \"\\x01\\x00\\x00\\x02\"",
 		"mount /c2vm/rootfs /c2vm-newroot/c2vm/rootfs  0x5000 ",
 		"empty / /c2vm-newroot,/sbin,/c2vm/rootfs",
 		"mount /c2vm/rootfs /run/c2vm/lower  0x1000 ",

@@ -98,6 +98,11 @@ func (f *fakeSystem) MkdirAll(path string, perm os.FileMode) error {
 	}
 	return os.MkdirAll(f.p(path), perm)
 }
+func (f *fakeSystem) Lstat(path string) (os.FileInfo, error) { return os.Lstat(f.p(path)) }
+func (f *fakeSystem) CopyTree(src, dst string) error         { return f.record("copytree %s %s", src, dst) }
+func (f *fakeSystem) Lsetxattr(path, name string, value []byte) error {
+	return f.record("setxattr %s %s %q", path, name, value)
+}
 func (f *fakeSystem) Symlink(target, path string) error {
 	if err := f.record("symlink %s %s", target, path); err != nil {
 		return err

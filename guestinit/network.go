@@ -82,16 +82,14 @@ func configureStatic(st *State, n bootcfg.Network) (netip.Prefix, error) {
 	return addr, nil
 }
 
-// HostsFile is the /etc/hosts the container sees: localhost and the host name.
+// HostsFile is the /etc/hosts the container sees, as docker writes it: localhost, the IPv6
+// well-known names and, on a network, the guest's address with the host name.
 func HostsFile(hostname string, addr netip.Prefix) string {
 	var b strings.Builder
-	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	if hostname != "" {
-		ip := "127.0.1.1"
-		if addr.IsValid() {
-			ip = addr.Addr().String()
-		}
-		fmt.Fprintf(&b, "%s\t%s\n", ip, hostname)
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+		"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	if hostname != "" && addr.IsValid() {
+		fmt.Fprintf(&b, "%s\t%s\n", addr.Addr(), hostname)
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 package guestinit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,8 +69,38 @@ func initLayer(st *State, root string) error {
 	return nil
 }
 
+// applyXattrs sets the extended attributes of an initrd-format rootfs (newc cpio has none) from
+// the file beside it, if any.
+func applyXattrs(st *State, root string) error {
+	data, err := st.Sys.ReadFile(root + bootcfg.XattrsSuffix)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("rootfs xattrs: %w", err)
+	}
+	xs, err := bootcfg.DecodeXattrs(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("rootfs %w", err)
+	}
+	for _, x := range xs {
+		err := st.Sys.Lsetxattr(path.Join(root, x.Path), x.Name, x.Value)
+		if errors.Is(err, unix.EOPNOTSUPP) { // e.g. user.* on the tmpfs of kernels before 6.6
+			st.Debugf("rootfs xattrs: %s: %s: not supported by the initramfs, skipped", x.Path, x.Name)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("rootfs xattrs: %s: %w", x.Path, err)
+		}
+	}
+	return nil
+}
+
 func mountLower(st *State, rf bootcfg.Rootfs) error {
 	if rf.Format == bootcfg.FormatInitrd {
+		if err := applyXattrs(st, rf.Path); err != nil {
+			return err
+		}
 		if err := st.Sys.Mount(rf.Path, lowerDir, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind initrd rootfs %s: %w", rf.Path, err)
 		}

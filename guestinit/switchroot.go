@@ -47,6 +47,14 @@ func stepSwitchRoot(_ context.Context, st *State) error {
 		src  string
 		perm uint32
 	}{{st.ConfigPath, 0o644}, {st.Cfg.Container.SpecPath, 0o644}}
+	if rf := st.Cfg.Container.Rootfs; rf.Format == bootcfg.FormatInitrd {
+		if _, err := sys.Stat(rf.Path + bootcfg.XattrsSuffix); err == nil {
+			copies = append(copies, struct {
+				src  string
+				perm uint32
+			}{rf.Path + bootcfg.XattrsSuffix, 0o600})
+		}
+	}
 	for _, c := range copies {
 		if err := sys.MkdirAll(path.Dir(nr(c.src)), 0o755); err != nil {
 			return err

@@ -19,10 +19,17 @@ type System interface {
 	// AppendFile writes to an existing file without creating it: devices, /proc and /sys files.
 	AppendFile(path string, data []byte) error
 	ReadFile(path string) ([]byte, error)
+	// Lsetxattr sets an extended attribute of path itself (not of a symlink's target).
+	Lsetxattr(path, name string, value []byte) error
 	// Symlink creates path as a symbolic link to target; an existing path is an error (os.ErrExist).
 	Symlink(target, path string) error
 	ReadDir(path string) ([]os.DirEntry, error)
 	Stat(path string) (os.FileInfo, error)
+	// Lstat is Stat without following a final symlink.
+	Lstat(path string) (os.FileInfo, error)
+	// CopyTree copies the tree at src into the existing directory dst, keeping every attribute
+	// (see Linux.CopyTree).
+	CopyTree(src, dst string) error
 	// CopyFile copies a regular file, streaming (runc is ~10 MB).
 	CopyFile(src, dst string, perm os.FileMode) error
 	OpenFile(path string, flag int, perm os.FileMode) (*os.File, error)

@@ -37,6 +37,12 @@ func (l *Linux) Unmount(target string, flags int) error { return unix.Unmount(ta
 func (l *Linux) MkdirAll(path string, perm os.FileMode) error { return os.MkdirAll(path, perm) }
 func (l *Linux) Symlink(target, path string) error            { return os.Symlink(target, path) }
 
+func (l *Linux) Lstat(path string) (os.FileInfo, error) { return os.Lstat(path) }
+
+func (l *Linux) Lsetxattr(path, name string, value []byte) error {
+	return unix.Lsetxattr(path, name, value, 0)
+}
+
 func (l *Linux) WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := os.WriteFile(path, data, perm); err != nil {
 		return err

@@ -15,32 +15,65 @@ import (
 
 const sysBlock = "/sys/block"
 
-// stepVolumes mounts the boot config's disk volumes at bootcfg.VolumesDir/<index>; the spec step
-// binds them into the container. Tmpfs volumes need nothing here: runc mounts them.
+// stepVolumes mounts the boot config's volumes at bootcfg.VolumesDir/<index> (disks, and a fresh
+// tmpfs for a tmpfs volume) and fills the new ones from the image; the spec step binds them into
+// the container.
 func stepVolumes(_ context.Context, st *State) error {
 	for i, v := range st.Cfg.Container.Volumes {
-		if v.FSType == bootcfg.FSTypeTmpfs {
-			continue
-		}
-		dev, err := findDisk(st, v.Device, v.Serial)
-		if err != nil {
-			return fmt.Errorf("volume %s: %w", v.Target, err)
-		}
-		dir := volumeDir(i)
-		if err := st.Sys.MkdirAll(dir, 0o755); err != nil {
+		if err := mountVolume(st, i, v); err != nil {
 			return err
 		}
-		var flags uintptr
-		if v.ReadOnly {
-			flags = unix.MS_RDONLY
+		if v.CopyUp {
+			if err := copyUp(st, i, v); err != nil {
+				return fmt.Errorf("volume %s: fill from the image: %w", v.Target, err)
+			}
 		}
-		if err := st.Sys.Mount(dev, dir, v.FSType, flags|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-			return fmt.Errorf("volume %s: mount %s (%s) on %s: %w", v.Target, dev, v.FSType, dir, err)
-		}
-		st.Mounted = append(st.Mounted, dir)
-		st.Debugf("volume %s: %s on %s", v.Target, dev, dir)
 	}
 	return nil
+}
+
+func mountVolume(st *State, i int, v bootcfg.Volume) error {
+	dir := volumeDir(i)
+	if err := st.Sys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if v.FSType == bootcfg.FSTypeTmpfs {
+		if err := st.Sys.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+			return fmt.Errorf("volume %s: mount tmpfs on %s: %w", v.Target, dir, err)
+		}
+		st.Mounted = append(st.Mounted, dir)
+		return nil
+	}
+	dev, err := findDisk(st, v.Device, v.Serial)
+	if err != nil {
+		return fmt.Errorf("volume %s: %w", v.Target, err)
+	}
+	var flags uintptr
+	if v.ReadOnly {
+		flags = unix.MS_RDONLY
+	}
+	if err := st.Sys.Mount(dev, dir, v.FSType, flags|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("volume %s: mount %s (%s) on %s: %w", v.Target, dev, v.FSType, dir, err)
+	}
+	st.Mounted = append(st.Mounted, dir)
+	st.Debugf("volume %s: %s on %s", v.Target, dev, dir)
+	return nil
+}
+
+// copyUp copies the image's content at the volume's target into the volume. A target the image
+// does not have as a real directory (absent, or a symlink, which docker would resolve in the
+// container) leaves the volume empty.
+func copyUp(st *State, i int, v bootcfg.Volume) error {
+	root := path.Join(st.Cfg.Container.BundleDir, "rootfs")
+	src := root
+	for _, part := range strings.Split(strings.Trim(path.Clean(v.Target), "/"), "/") {
+		src = path.Join(src, part)
+		fi, err := st.Sys.Lstat(src)
+		if err != nil || !fi.IsDir() {
+			return nil
+		}
+	}
+	return st.Sys.CopyTree(src, volumeDir(i))
 }
 
 func volumeDir(i int) string { return path.Join(bootcfg.VolumesDir, strconv.Itoa(i)) }
@@ -88,15 +121,12 @@ func disks(st *State) []string {
 	return out
 }
 
-// volumeMounts returns the runtime spec mounts for the volumes: binds of the disk volumes' mount
-// points and fresh tmpfs mounts, parents before children (by path depth, then in order).
+// volumeMounts returns the runtime spec mounts for the volumes: binds of their mount points in the
+// guest, parents before children (by path depth, then in order).
 func volumeMounts(vols []bootcfg.Volume) []specs.Mount {
 	var out []specs.Mount
 	for i, v := range vols {
 		m := specs.Mount{Destination: v.Target, Type: "bind", Source: volumeDir(i), Options: []string{"rbind", "rprivate"}}
-		if v.FSType == bootcfg.FSTypeTmpfs {
-			m = specs.Mount{Destination: v.Target, Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}
-		}
 		if v.ReadOnly {
 			m.Options = append(m.Options, "ro")
 		}

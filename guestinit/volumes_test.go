@@ -27,8 +27,11 @@ func TestBootVolumes(t *testing.T) {
 			{Target: "/data/sub", FSType: "ext4", Device: "/dev/vdd"},
 			{Target: "/data", FSType: "ext4", Serial: "c2vm-vol0", ReadOnly: true},
 			{Target: "/proc/x", FSType: bootcfg.FSTypeTmpfs},
+			{Target: "/srv/www", FSType: bootcfg.FSTypeTmpfs, CopyUp: true},
+			{Target: "/missing", FSType: bootcfg.FSTypeTmpfs, CopyUp: true},
 		}
 	})
+	f.file(t, "/run/c2vm/bundle/rootfs/srv/www/index.html", "image content")
 	f.waits = []fakeWait{{pid: 100, ws: 0}}
 	if got := boot(t, f, c, nil); got != 0 {
 		t.Fatalf("status %d: %s", got, f.read(t, "/dev/console"))
@@ -37,16 +40,18 @@ func TestBootVolumes(t *testing.T) {
 		"mount /dev/vdc /run/c2vm/upper ext4 0x0 ",
 		"mount /dev/vdd /run/c2vm/volumes/0 ext4 0x6 ",
 		"mount /dev/vdb /run/c2vm/volumes/1 ext4 0x7 ",
+		"mount tmpfs /run/c2vm/volumes/2 tmpfs 0x6 mode=1777",
+		"copytree /run/c2vm/bundle/rootfs/srv/www /run/c2vm/volumes/3",
 	} {
 		if !contains(f.calls, want) {
 			t.Errorf("no call %q in\n%s", want, strings.Join(f.calls, "\n"))
 		}
 	}
-	if got := f.callsWith("mount tmpfs"); len(got) != 0 {
-		t.Errorf("the init mounted a tmpfs volume itself: %v", got)
+	if got := f.callsWith("copytree"); len(got) != 1 {
+		t.Errorf("copy-ups %v: want only /srv/www's (the image has no /missing, the others are not new)", got)
 	}
-	un := f.callsWith("unmount")
-	if len(un) < 2 || un[0] != "unmount /run/c2vm/volumes/1" || un[1] != "unmount /run/c2vm/volumes/0" {
+	un := strings.Join(f.callsWith("unmount"), ",")
+	if !strings.HasPrefix(un, "unmount /run/c2vm/volumes/4,unmount /run/c2vm/volumes/3,unmount /run/c2vm/volumes/2,unmount /run/c2vm/volumes/1,unmount /run/c2vm/volumes/0,") {
 		t.Errorf("volumes not unmounted first, innermost last: %v", un)
 	}
 	var spec specs.Spec
@@ -60,8 +65,10 @@ func TestBootVolumes(t *testing.T) {
 	want := []string{
 		"/proc proc proc ",
 		"/data bind /run/c2vm/volumes/1 rbind,rprivate,ro",
+		"/missing bind /run/c2vm/volumes/4 rbind,rprivate",
 		"/data/sub bind /run/c2vm/volumes/0 rbind,rprivate",
-		"/proc/x tmpfs tmpfs nosuid,nodev,mode=1777",
+		"/proc/x bind /run/c2vm/volumes/2 rbind,rprivate",
+		"/srv/www bind /run/c2vm/volumes/3 rbind,rprivate",
 		"/etc/hosts bind /run/c2vm/etc/hosts rbind,rprivate",
 		"/etc/resolv.conf bind /run/c2vm/etc/resolv.conf rbind,rprivate",
 		"/etc/hostname bind /run/c2vm/etc/hostname rbind,rprivate",

@@ -1,25 +1,28 @@
 package rootfs
 
 import (
-	"github.com/c2vm/c2vm/initgen"
-
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path"
+	"sort"
 	"strings"
 
+	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/convert/flatten"
+	"github.com/c2vm/c2vm/initgen"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
 // writeInitrd writes the tree as a compressed newc cpio with every path under the prefix, ready
 // to be appended to an initrd (the kernel unpacks concatenated, separately compressed archives).
 // Hardlinks share an inode number and link count, the content travelling with the first name, as
-// the kernel's initramfs unpacker expects. Xattrs are dropped: newc has no place for them.
+// the kernel's initramfs unpacker expects. newc has no place for xattrs: they travel in one more
+// file beside the prefix (prefix + bootcfg.XattrsSuffix), which the guest init applies.
 func writeInitrd(ctx context.Context, img *image, out string, opts Options, mtime int64) error {
 	prefix, err := cleanPrefix(opts.Prefix)
 	if err != nil {
@@ -93,7 +96,38 @@ func writeCpio(ctx context.Context, img *image, byPath map[string]*flatten.Entry
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}
 	}
+	if err := writeXattrs(cw, img, prefix, ino+1, mtime); err != nil {
+		return err
+	}
 	return cpio.WriteTrailer(cw)
+}
+
+// writeXattrs writes the tree's xattrs, sorted by path and name, as prefix+bootcfg.XattrsSuffix.
+func writeXattrs(cw cpio.RecordWriter, img *image, prefix string, ino uint64, mtime int64) error {
+	var xs []bootcfg.Xattr
+	for _, e := range img.entries {
+		names := make([]string, 0, len(e.Xattrs))
+		for n := range e.Xattrs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			xs = append(xs, bootcfg.Xattr{Path: e.Path, Name: n, Value: []byte(e.Xattrs[n])})
+		}
+	}
+	if len(xs) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := bootcfg.EncodeXattrs(&buf, xs); err != nil {
+		return err
+	}
+	name := prefix + bootcfg.XattrsSuffix
+	info := cpio.Info{Ino: ino, Mode: cpio.S_IFREG | 0o600, NLink: 1, MTime: uint64(mtime), FileSize: uint64(buf.Len()), Name: name}
+	if err := cw.WriteRecord(cpio.Record{Info: info, ReaderAt: bytes.NewReader(buf.Bytes())}); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 // linkCounts counts the names of each regular file that has hardlinks.

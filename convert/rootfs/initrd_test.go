@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"github.com/c2vm/c2vm/bootcfg"
 	"io"
 	"os"
 	"path/filepath"
@@ -49,7 +50,15 @@ func listCpio(t *testing.T, img, prefix string) (map[string]file, []cpio.Record)
 	}
 	out := map[string]file{}
 	byIno := map[uint64]string{}
+	var xattrs []bootcfg.Xattr
 	for _, rec := range recs {
+		if rec.Name == prefix+bootcfg.XattrsSuffix {
+			body, _ := io.ReadAll(io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)))
+			if xattrs, err = bootcfg.DecodeXattrs(bytes.NewReader(body)); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		rel, ok := strings.CutPrefix(rec.Name, prefix+"/")
 		if !ok {
 			continue
@@ -84,6 +93,14 @@ func listCpio(t *testing.T, img, prefix string) (map[string]file, []cpio.Record)
 		}
 		out[rel] = f
 	}
+	for _, x := range xattrs {
+		f := out[x.Path]
+		if f.Xattrs == nil {
+			f.Xattrs = map[string]string{}
+		}
+		f.Xattrs[x.Name] = string(x.Value)
+		out[x.Path] = f
+	}
 	return out, recs
 }
 
@@ -101,7 +118,7 @@ func TestInitrd(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, recs := listCpio(t, img, tc.wantPrefix)
-			compare(t, want(t, tree, false), got, false)
+			compare(t, want(t, tree, true), got, false)
 			// The prefix directories come first: 0755 root with the mkfs time, the last one with the
 			// tree root's attributes; nothing else is outside the prefix.
 			parts := strings.Split(tc.wantPrefix, "/")
@@ -115,7 +132,7 @@ func TestInitrd(t *testing.T) {
 					t.Errorf("record %d (%s): %v, want dir %s mode %o %d:%d", i, p, rec, strings.Join(parts[:i+1], "/"), wantMode, uid, gid)
 				}
 			}
-			if n := len(parts) + len(tree.Entries); len(recs) != n {
+			if n := len(parts) + len(tree.Entries) + 1; len(recs) != n { // + the xattrs file
 				t.Errorf("%d records, want %d", len(recs), n)
 			}
 		})

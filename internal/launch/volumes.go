@@ -121,13 +121,13 @@ func attachVolumes(ctx context.Context, boot *bootcfg.Config, imageVolumes map[s
 	var disks []vm.Disk
 	var vols []bootcfg.Volume
 	for i, v := range opts.Volumes {
-		file, err := volumeFile(ctx, v, opts.VolumeSize, uid, gid)
+		file, created, err := volumeFile(ctx, v, opts.VolumeSize, uid, gid)
 		if err != nil {
 			return nil, err
 		}
 		serial := volumeSerialPrefix + strconv.Itoa(i)
 		disks = append(disks, vm.Disk{Path: file, ReadOnly: v.ReadOnly, Serial: serial})
-		vols = append(vols, bootcfg.Volume{Target: v.Target, FSType: "ext4", Serial: serial, ReadOnly: v.ReadOnly})
+		vols = append(vols, bootcfg.Volume{Target: v.Target, FSType: "ext4", Serial: serial, ReadOnly: v.ReadOnly, CopyUp: created && !v.ReadOnly})
 	}
 	vols = append(vols, tmpfsVolumes(imageVolumes, opts.Volumes)...)
 	boot.Container.Volumes = vols
@@ -154,7 +154,7 @@ func tmpfsVolumes(image map[string]struct{}, given []Volume) []bootcfg.Volume {
 	slices.Sort(targets)
 	var out []bootcfg.Volume
 	for _, t := range slices.Compact(targets) {
-		out = append(out, bootcfg.Volume{Target: t, FSType: bootcfg.FSTypeTmpfs})
+		out = append(out, bootcfg.Volume{Target: t, FSType: bootcfg.FSTypeTmpfs, CopyUp: true})
 	}
 	return out
 }
@@ -168,27 +168,27 @@ func workloadOwner(rs any) (uint32, uint32) {
 }
 
 // volumeFile returns the disk image for v: the given image, or the named volume's, created on first
-// use with its root owned by uid:gid.
-func volumeFile(ctx context.Context, v Volume, size int64, uid, gid uint32) (string, error) {
+// use with its root owned by uid:gid (then created is true: the guest fills it from the image).
+func volumeFile(ctx context.Context, v Volume, size int64, uid, gid uint32) (file string, created bool, err error) {
 	if !v.Named() {
 		abs, err := filepath.Abs(v.Source)
 		if err != nil {
-			return "", fmt.Errorf("volume %s: %w", v.Source, err)
+			return "", false, fmt.Errorf("volume %s: %w", v.Source, err)
 		}
 		if err := checkImage(abs); err != nil {
-			return "", fmt.Errorf("volume %s: %w", v.Source, err)
+			return "", false, fmt.Errorf("volume %s: %w", v.Source, err)
 		}
-		return abs, nil
+		return abs, false, nil
 	}
 	dir, err := VolumesDir()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	file := filepath.Join(dir, v.Source+".img")
-	if err := ensureImage(ctx, file, size, uid, gid); err != nil {
-		return "", fmt.Errorf("volume %s: %w", v.Source, err)
+	file = filepath.Join(dir, v.Source+".img")
+	if created, err = ensureImage(ctx, file, size, uid, gid); err != nil {
+		return "", false, fmt.Errorf("volume %s: %w", v.Source, err)
 	}
-	return file, nil
+	return file, created, nil
 }
 
 func persistFile(ctx context.Context, dir string, size int64) (string, error) {
@@ -197,7 +197,7 @@ func persistFile(ctx context.Context, dir string, size int64) (string, error) {
 		return "", fmt.Errorf("--persist %s: %w", dir, err)
 	}
 	file := filepath.Join(abs, upperImage)
-	if err := ensureImage(ctx, file, size, 0, 0); err != nil {
+	if _, err := ensureImage(ctx, file, size, 0, 0); err != nil {
 		return "", fmt.Errorf("--persist %s: %w", dir, err)
 	}
 	return file, nil
@@ -219,26 +219,27 @@ func checkImage(file string) error {
 }
 
 // ensureImage creates file as a sparse ext4 image of size bytes whose root is owned by uid:gid,
-// unless it exists. The image appears atomically: it is made under a temporary name and renamed.
-func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) error {
+// unless it exists; created says whether this call made it. The image appears atomically: it is
+// made under a temporary name and linked into place.
+func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) (created bool, err error) {
 	if _, err := os.Stat(file); err == nil {
-		return checkImage(file)
+		return false, checkImage(file)
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
+		return false, err
 	}
 	if size <= 0 {
 		size = DefaultVolumeSize
 	}
 	mkfs, err := mkfsPath()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return err
+		return false, err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer os.Remove(tmp.Name())
 	err = tmp.Truncate(size)
@@ -246,19 +247,21 @@ func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) 
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	opts := fmt.Sprintf("root_owner=%d:%d,lazy_itable_init=1,lazy_journal_init=1", uid, gid)
 	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-m", "0", "-E", opts, tmp.Name())
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mkfs.ext4 %s: %w: %s", file, err, strings.TrimSpace(string(out)))
+		return false, fmt.Errorf("mkfs.ext4 %s: %w: %s", file, err, strings.TrimSpace(string(out)))
 	}
 	// Link, not rename: when another run made the same volume meanwhile, keep (and use) its image
 	// rather than replace a file a running VM may already have open.
-	if err := os.Link(tmp.Name(), file); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
+	if err := os.Link(tmp.Name(), file); errors.Is(err, os.ErrExist) {
+		return false, checkImage(file)
+	} else if err != nil {
+		return false, err
 	}
-	return checkImage(file)
+	return true, checkImage(file)
 }
 
 // mkfsPath finds mkfs.ext4, also in the sbin directories a non-root PATH may lack.

@@ -124,9 +124,9 @@ func TestAttachVolumes(t *testing.T) {
 	}
 	wantVols := []bootcfg.Volume{
 		{Target: "/in", FSType: "ext4", Serial: "c2vm-vol0", ReadOnly: true},
-		{Target: "/cache", FSType: "ext4", Serial: "c2vm-vol1"},
-		{Target: "/logs", FSType: "tmpfs"},
-		{Target: "/var/lib/x", FSType: "tmpfs"},
+		{Target: "/cache", FSType: "ext4", Serial: "c2vm-vol1", CopyUp: true}, // made by this run
+		{Target: "/logs", FSType: "tmpfs", CopyUp: true},
+		{Target: "/var/lib/x", FSType: "tmpfs", CopyUp: true},
 	}
 	if !reflect.DeepEqual(boot.Container.Volumes, wantVols) {
 		t.Errorf("volumes %+v, want %+v", boot.Container.Volumes, wantVols)
@@ -157,7 +157,10 @@ func TestAttachVolumes(t *testing.T) {
 	}
 	f.WriteAt(mark, 60<<20)
 	f.Close()
-	attach() // reuse: the images are not made again
+	again, _ := attach() // reuse: the images are not made again, nor filled again
+	if again.Container.Volumes[1].CopyUp {
+		t.Error("an existing named volume is filled from the image again")
+	}
 	got := make([]byte, len(mark))
 	f, _ = os.Open(named)
 	f.ReadAt(got, 60<<20)

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/c2vm/c2vm/internal/dockertest"
+)
+
+// The parity tier: real Dockerfiles built by a real docker engine, `docker run` against `c2vm run`
+// on the same image, stdout and stderr bytes and exit status compared, and a file listing compared
+// across the three rootfs formats. Differences fail unless testdata/parity/allow.txt lists them
+// with a reason; an allow-list entry that no longer matches a difference fails too.
+//
+// It runs with C2VM_PARITY=1 (`make test-parity`, which `make test` and CI run, installs docker.io
+// and mmdebstrap); plain `go test` skips it.
+
+const parityDir = "testdata/parity"
+
+// parityBase is what the parity Dockerfiles start FROM: Debian bookworm minbase plus these.
+var parityBase = []string{"ca-certificates", "python3-minimal", "libcap2-bin"}
+
+type parityCase struct {
+	name  string
+	image string   // a directory of testdata/parity
+	flags []string // run flags both tools take the same way
+	args  []string // the command, after the image
+	stdin string
+}
+
+var parityCases = []parityCase{
+	{name: "default-cmd", image: "fidelity"},
+	{name: "env-and-workdir", image: "fidelity", flags: []string{"-e", "EXTRA=1", "-w", "/tmp"}, args: []string{"sh", "-c", "pwd; env | LC_ALL=C sort"}},
+	{name: "user-groups", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"id"}},
+	{name: "setuid", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"/usr/local/bin/suid-id", "-u"}},
+	{name: "file-capability", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"/usr/local/bin/py-raw", "-c",
+		"import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); print('raw socket ok')"}},
+	{name: "low-port-non-root", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"python3", "-c",
+		"import socket; s = socket.socket(); s.bind(('127.0.0.1', 80)); print('bound port 80')"}},
+	{name: "sysctls", image: "fidelity", args: []string{"cat", "/proc/sys/net/ipv4/ping_group_range", "/proc/sys/net/ipv4/ip_unprivileged_port_start"}},
+	{name: "memory-error", image: "fidelity", args: []string{"python3", "-c", "bytearray(1 << 40)"}},
+	{name: "exit-status", image: "fidelity", args: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}},
+	{name: "killed", image: "fidelity", args: []string{"sh", "-c", `sh -c 'kill -9 $$'; echo status $?`}},
+	{name: "stdin", image: "fidelity", flags: []string{"-i"}, args: []string{"sh", "-c", "wc -c; echo done"}, stdin: strings.Repeat("0123456789abcdef", 4096)},
+	{name: "big-output", image: "fidelity", args: []string{"sh", "-c", "yes 0123456789 | head -c 20000000"}},
+	{name: "ca-certificates", image: "fidelity", args: []string{"sh", "-c", "readlink /etc/ssl/certs/NetLock_Arany_=Class_Gold=_Főtanúsítvány.pem && head -1 /etc/ssl/certs/NetLock_Arany_=Class_Gold=_Főtanúsítvány.pem"}},
+	{name: "environment", image: "fidelity", args: []string{"sh", "-c", "readlink /etc/mtab; test -d /sys/fs/cgroup && echo cgroup; cat /run/app/state; ulimit -n"}},
+	{name: "volume-content", image: "fidelity", args: []string{"ls", "/data"}},
+	{name: "missing-interpreter", image: "fidelity", args: []string{"/noshell.sh"}},
+	{name: "command-not-found", image: "fidelity", args: []string{"/nonexistent"}},
+	{name: "scratch-default", image: "scratch"},
+	{name: "scratch-args-user", image: "scratch", flags: []string{"-u", "1234:5678", "-e", "MODE=override"}, args: []string{"fail", "x"}},
+	{name: "entrypoint-default", image: "entrypoint"},
+	{name: "entrypoint-args", image: "entrypoint", args: []string{"echo", "replaced", "cmd"}},
+	{name: "entrypoint-override", image: "entrypoint", flags: []string{"--entrypoint", "id"}, args: []string{"-un"}},
+}
+
+// parityListing prints every path of the container's root filesystem (not /proc, /sys, /dev,
+// nor other mounts' contents) with type, owner, mode, size (not for directories) and link target,
+// then the file capabilities.
+const parityListing = `find / -xdev \( -path /proc -o -path /sys -o -path /dev \) -prune -o -type d -printf '%p d %U:%G %m\n' -o -printf '%p %y %U:%G %m %s %l\n' | LC_ALL=C sort; getcap -r /usr /etc /bin /sbin 2>/dev/null | LC_ALL=C sort`
+
+func TestParity(t *testing.T) {
+	if os.Getenv("C2VM_PARITY") != "1" {
+		t.Skip("parity tier: runs with C2VM_PARITY=1 (make test-parity; make test and CI run it)")
+	}
+	requireVM(t)
+	if m := dockertest.Missing(); len(m) > 0 {
+		t.Fatalf("parity test needs: %s — run `make test-parity`, which installs them", strings.Join(m, "; "))
+	}
+	allow := readAllowList(t)
+	d := dockertest.Start(t)
+	d.BaseImage(t, dockertest.CacheDir(), "c2vm-parity-base", parityBase)
+	work := t.TempDir()
+	bundles := map[string]string{}
+	for _, img := range []string{"fidelity", "scratch", "entrypoint"} {
+		bundles[img] = buildAndConvert(t, d, work, img, "squashfs")
+	}
+	for _, tc := range parityCases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := dockerRun(d, tc)
+			got := c2vmRun(t, bundles[tc.image], tc)
+			compareRuns(t, allow, tc.name, want, got)
+		})
+	}
+	t.Run("listing", func(t *testing.T) {
+		lc := parityCase{name: "listing", image: "fidelity", args: []string{"sh", "-c", parityListing}}
+		want := dockerRun(d, lc)
+		if want.code != 0 {
+			t.Fatalf("docker listing: exit %d: %s", want.code, want.stderr)
+		}
+		for _, format := range []string{"squashfs", "erofs", "initrd"} {
+			dir := bundles["fidelity"]
+			if format != "squashfs" {
+				// --memory 1024: the initrd format unpacks the image's ~200 MB into the guest's memory.
+				dir = convertArchive(t, filepath.Join(work, "fidelity.tar"), filepath.Join(work, "fidelity-"+format), format, "--memory", "1024")
+			}
+			got := c2vmRun(t, dir, lc)
+			if got.code != 0 {
+				t.Fatalf("%s listing: exit %d: %s", format, got.code, got.stderr)
+			}
+			compareListings(t, allow, format, want.stdout, got.stdout)
+		}
+	})
+	allow.checkUsed(t)
+}
+
+type runResult struct {
+	code           int
+	stdout, stderr string
+}
+
+func dockerRun(d *dockertest.Daemon, tc parityCase) runResult {
+	args := append([]string{"run", "--rm", "--network", "none", "-h", "c2vm"}, tc.flags...)
+	args = append(append(args, "parity-"+tc.image), tc.args...)
+	out, errs, err := d.Run(tc.stdin, args...)
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+		errs += err.Error()
+	}
+	return runResult{code, out, errs}
+}
+
+func c2vmRun(t *testing.T, bundle string, tc parityCase) runResult {
+	args := append([]string{"run", "--network", "none", "--timeout", "300"}, tc.flags...)
+	args = append(args, bundle)
+	if len(tc.args) > 0 {
+		args = append(append(args, "--"), tc.args...)
+	}
+	code, out, errs := c2vm(t, tc.stdin, args...)
+	return runResult{code, out, errs}
+}
+
+// buildAndConvert builds testdata/parity/NAME with docker, saves it and converts the archive.
+func buildAndConvert(t *testing.T, d *dockertest.Daemon, work, name, format string) string {
+	t.Helper()
+	ctxDir := filepath.Join(work, "ctx-"+name)
+	if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join(parityDir, name))); err != nil {
+		t.Fatal(err)
+	}
+	if src := filepath.Join(ctxDir, "hello.go.txt"); fileExists(src) {
+		goBuildStatic(t, src, filepath.Join(ctxDir, "hello"))
+	}
+	d.Must(t, "build", "--network", "host", "-q", "-t", "parity-"+name, ctxDir)
+	archive := filepath.Join(work, name+".tar")
+	d.Save(t, "parity-"+name, archive)
+	return convertArchive(t, archive, filepath.Join(work, name+"-"+format), format)
+}
+
+func convertArchive(t *testing.T, archive, out, format string, flags ...string) string {
+	t.Helper()
+	args := append([]string{"convert", "--quiet", "--rootfs-format", format, "-o", out}, flags...)
+	code, _, stderr := c2vm(t, "", append(args, "docker-archive:"+archive)...)
+	if code != 0 {
+		t.Fatalf("convert %s (%s): exit %d: %s", archive, format, code, stderr)
+	}
+	return out
+}
+
+func goBuildStatic(t *testing.T, src, out string) {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "main.go"), b, 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", src, err, b)
+	}
+	os.Remove(src)
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func compareRuns(t *testing.T, allow *allowList, name string, want, got runResult) {
+	t.Helper()
+	check := func(field string, equal bool, detail string) {
+		if equal {
+			return
+		}
+		if allow.has(name, field) {
+			t.Logf("%s differs (allowed: %s): %s", field, allow.reason(name, field), detail)
+			return
+		}
+		t.Errorf("%s: docker and c2vm differ: %s", field, detail)
+	}
+	check("exit", want.code == got.code, fmt.Sprintf("docker %d, c2vm %d (c2vm stderr %q)", want.code, got.code, clip(got.stderr)))
+	check("stdout", want.stdout == got.stdout, fmt.Sprintf("docker %d bytes %q, c2vm %d bytes %q", len(want.stdout), clip(want.stdout), len(got.stdout), clip(got.stdout)))
+	check("stderr", want.stderr == got.stderr, fmt.Sprintf("docker %q, c2vm %q", clip(want.stderr), clip(got.stderr)))
+}
+
+func clip(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
+}
+
+// compareListings compares two listings line by line, keyed by path.
+func compareListings(t *testing.T, allow *allowList, format, want, got string) {
+	t.Helper()
+	w, g := listingByPath(want), listingByPath(got)
+	var paths []string
+	for p := range w {
+		paths = append(paths, p)
+	}
+	for p := range g {
+		if _, ok := w[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		if w[p] == g[p] {
+			continue
+		}
+		field := "listing:" + p
+		if allow.has("listing", field) {
+			continue
+		}
+		t.Errorf("%s: %s: docker %q, c2vm %q", format, p, w[p], g[p])
+	}
+}
+
+// listingByPath maps each listed path to its line (getcap lines "PATH CAPS" as "PATH caps").
+func listingByPath(s string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		p, _, _ := strings.Cut(line, " ")
+		if strings.Contains(line, " cap_") { // a getcap line
+			p += " (caps)"
+		}
+		m[p] = line
+	}
+	return m
+}
+
+// allowList is testdata/parity/allow.txt: lines "CASE FIELD REASON", FIELD one of exit, stdout,
+// stderr or listing:PATH (with CASE "listing").
+type allowList struct {
+	reasons map[string]string
+	used    map[string]bool
+}
+
+func readAllowList(t *testing.T) *allowList {
+	t.Helper()
+	f, err := os.Open(filepath.Join(parityDir, "allow.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	a := &allowList{reasons: map[string]string{}, used: map[string]bool{}}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.SplitN(line, " ", 3)
+		if len(fields) < 3 || strings.TrimSpace(fields[2]) == "" {
+			t.Fatalf("allow.txt:%d: want CASE FIELD REASON, got %q", n, line)
+		}
+		known := slices.ContainsFunc(parityCases, func(c parityCase) bool { return c.name == fields[0] }) || fields[0] == "listing"
+		if !known {
+			t.Fatalf("allow.txt:%d: no parity case %q", n, fields[0])
+		}
+		a.reasons[fields[0]+" "+fields[1]] = fields[2]
+	}
+	return a
+}
+
+func (a *allowList) has(name, field string) bool {
+	_, ok := a.reasons[name+" "+field]
+	if ok {
+		a.used[name+" "+field] = true
+	}
+	return ok
+}
+
+func (a *allowList) reason(name, field string) string { return a.reasons[name+" "+field] }
+
+func (a *allowList) checkUsed(t *testing.T) {
+	for k := range a.reasons {
+		if !a.used[k] {
+			t.Errorf("allow.txt: %q matched no difference: remove it", k)
+		}
+	}
+}

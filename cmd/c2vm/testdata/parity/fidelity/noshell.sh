@@ -1,0 +1,2 @@
+#!/nonexistent/sh
+echo unreachable
