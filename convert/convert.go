@@ -148,9 +148,12 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	cfg := applyOverrides(img.Config.Config, c.opts.Overrides)
 	imgCfg := img.Config
 	imgCfg.Config = cfg
-	rs, err := spec.Generate(ctx, imgCfg, spec.Options{Platform: img.Platform, Passwd: passwd, Group: group})
+	rs, err := spec.Generate(ctx, imgCfg, spec.Options{Platform: img.Platform, Passwd: passwd, Group: group, AllowNoCommand: true})
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", c.opts.Image, err)
+	}
+	if len(rs.Process.Args) == 0 && c.opts.Warn != nil {
+		c.opts.Warn("the image has no CMD or ENTRYPOINT: give the command when you run the bundle (c2vm run BUNDLE -- COMMAND)")
 	}
 	c.step("write rootfs")
 	if err := c.writeRootfs(ctx, tree); err != nil {

@@ -218,7 +218,6 @@ func TestConvertOverrides(t *testing.T) {
 func TestConvertFailureLeavesNothing(t *testing.T) {
 	fakeAssets(t)
 	good := testImage(t, ocispec.ImageConfig{Cmd: []string{"/bin/sh"}})
-	noCmd := testImage(t, ocispec.ImageConfig{})
 	parent := t.TempDir()
 	out := filepath.Join(parent, "b")
 	opts := baseOptions(t, good, out)
@@ -232,7 +231,6 @@ func TestConvertFailureLeavesNothing(t *testing.T) {
 		edit func(*Options)
 		want string
 	}{
-		{"no command", func(o *Options) { o.Image = "oci:" + noCmd + ":app" }, "no command"},
 		{"bad format", func(o *Options) { o.RootfsFormat = "ext9" }, "unknown rootfs format"},
 		{"missing image", func(o *Options) { o.Image = "oci:" + filepath.Join(parent, "nope") }, "nope"},
 		{"wrong platform", func(o *Options) { o.Platform = "linux/s390x" }, "linux/amd64"},
@@ -308,7 +306,7 @@ func TestConvertWarnsInitrdTooBig(t *testing.T) {
 	for _, tc := range []struct {
 		memory int
 		warn   bool
-	}{{120, true}, {512, false}} {
+	}{{48, true}, {512, false}} {
 		var warnings []string
 		opts := baseOptions(t, img, filepath.Join(t.TempDir(), "b"))
 		opts.RootfsFormat, opts.MemoryMiB = bootcfg.FormatInitrd, tc.memory
@@ -320,5 +318,22 @@ func TestConvertWarnsInitrdTooBig(t *testing.T) {
 		if has := strings.Contains(got, "initrd rootfs") && strings.Contains(got, "--memory") && strings.Contains(got, "--rootfs-format squashfs"); has != tc.warn {
 			t.Errorf("memory %d: warnings %q; want a fit warning: %v", tc.memory, got, tc.warn)
 		}
+	}
+}
+
+// TestConvertNoCommand: an image without CMD or ENTRYPOINT converts (docker pulls it too), with a
+// warning; the command comes at run time.
+func TestConvertNoCommand(t *testing.T) {
+	fakeAssets(t)
+	var warnings []string
+	opts := baseOptions(t, testImage(t, ocispec.ImageConfig{}), filepath.Join(t.TempDir(), "b"))
+	opts.RootfsFormat = bootcfg.FormatErofs
+	opts.Warn = func(msg string) { warnings = append(warnings, msg) }
+	m, err := Convert(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Process.Args) != 0 || len(warnings) != 1 || !strings.Contains(warnings[0], "c2vm run BUNDLE -- COMMAND") {
+		t.Errorf("args %q, warnings %q; want no args and one warning saying how to run it", m.Process.Args, warnings)
 	}
 }

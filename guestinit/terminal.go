@@ -1,6 +1,7 @@
 package guestinit
 
 import (
+	"errors"
 	"github.com/c2vm/c2vm/internal/fdio"
 
 	"encoding/json"
@@ -75,14 +76,21 @@ func ptsDir(ptmx string) string {
 func specTerminal(data []byte) (bool, error) {
 	var s struct {
 		Process *struct {
-			Terminal bool `json:"terminal"`
+			Terminal bool     `json:"terminal"`
+			Args     []string `json:"args"`
 		} `json:"process"`
 	}
 	if err := json.Unmarshal(data, &s); err != nil {
 		return false, fmt.Errorf("runtime spec: %w", err)
 	}
-	return s.Process != nil && s.Process.Terminal, nil
+	if s.Process == nil || len(s.Process.Args) == 0 {
+		return false, errNoCommand
+	}
+	return s.Process.Terminal, nil
 }
+
+// errNoCommand: a bundle of an image without CMD or ENTRYPOINT, booted without a command.
+var errNoCommand = errors.New("the image has no command and none was given: pass one (c2vm run BUNDLE -- COMMAND)")
 
 // terminal is the init's side of the workload's terminal. A nil *terminal is no terminal: every
 // method is then a no-op, so the run step reads the same either way.

@@ -50,7 +50,8 @@ func TestSpecTerminal(t *testing.T) {
 	}{
 		{`{"process":{"terminal":true,"args":["sh"]}}`, true, false},
 		{`{"process":{"args":["sh"]}}`, false, false},
-		{`{}`, false, false},
+		{`{}`, false, true},                            // no process: nothing to run
+		{`{"process":{"terminal":true}}`, false, true}, // an image without a command, none given
 		{`[`, false, true},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -26,17 +27,52 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // NewApp returns the c2vm command-line application writing to the given streams.
 func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	// -h is --hostname for run, as in docker; help stays --help.
-	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"}
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help", DisableDefaultText: true}
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version", DisableDefaultText: true}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "c2vm %s\n", c.App.Version) }
+	cmds := []*cli.Command{convertCommand(), runCommand(), inspectCommand()}
+	for _, c := range cmds {
+		c.OnUsageError = usageLine
+		tidyFlags(c.Flags)
+	}
 	return &cli.App{
 		Name:            "c2vm",
 		Usage:           "turn container images into bootable VM bundles and run them",
+		Version:         version(),
 		Reader:          stdin,
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
+		OnUsageError:    usageLine,
 		ExitErrHandler:  func(*cli.Context, error) {}, // Main reports errors
-		Commands:        []*cli.Command{convertCommand(), runCommand(), inspectCommand()},
+		Commands:        cmds,
 	}
+}
+
+// usageLine turns a command-line parse error into one line (no usage dump).
+func usageLine(c *cli.Context, err error, _ bool) error {
+	if cmd := c.Command; cmd != nil && cmd.Name != "" && cmd.Name != c.App.Name {
+		return fmt.Errorf("%s: %v (see c2vm %s --help)", cmd.Name, err, cmd.Name)
+	}
+	return fmt.Errorf("%v (see c2vm --help)", err)
+}
+
+// tidyFlags keeps help to one default per flag: booleans show none, and the others show their
+// Value (or DefaultText) once, as urfave/cli prints it.
+func tidyFlags(flags []cli.Flag) {
+	for _, f := range flags {
+		if b, ok := f.(*cli.BoolFlag); ok {
+			b.DisableDefaultText = true
+		}
+	}
+}
+
+// version is the module version c2vm was built at ("devel" from a checkout).
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 // Main runs the CLI and returns the process exit status. Errors become one line on stderr.

@@ -75,6 +75,34 @@ func TestParseTimeout(t *testing.T) {
 	}
 }
 
+func TestParseSizes(t *testing.T) {
+	for in, want := range map[string]int{"": 0, "512": 512, "512m": 512, "1g": 1024, "1.5GiB": 1536, "100k": 1} {
+		if got, err := parseMemory("--memory", in); err != nil || got != want {
+			t.Errorf("parseMemory(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]int{"": 0, "1": 1, "0.5": 1, "2": 2, "2.1": 3} {
+		if got, err := parseCPUs("--cpus", in); err != nil || got != want {
+			t.Errorf("parseCPUs(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "-1", "x", "NaN"} {
+		if _, err := parseCPUs("--cpus", in); err == nil {
+			t.Errorf("parseCPUs(%q) accepted", in)
+		}
+	}
+}
+
+func TestVersionAndRm(t *testing.T) {
+	if code, out, _ := c2vm(t, "", "--version"); code != 0 || !strings.HasPrefix(out, "c2vm ") || !strings.HasSuffix(out, "\n") {
+		t.Errorf("--version: %d %q", code, out)
+	}
+	// --rm is accepted: the error is about the bundle, not the flag.
+	if _, _, stderr := c2vm(t, "", "run", "--rm", t.TempDir()); !strings.Contains(stderr, "not a c2vm bundle") {
+		t.Errorf("run --rm: %q", stderr)
+	}
+}
+
 func TestAccelFromEnvironment(t *testing.T) {
 	t.Setenv("C2VM_ACCEL", "warp")
 	code, _, stderr := c2vm(t, "", "run", t.TempDir())
@@ -98,6 +126,14 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 		{[]string{"run", "--accel", "foo", dir}, "--accel (or C2VM_ACCEL): accelerator \"foo\": want auto, kvm or tcg"},
 		{[]string{"run", "--timeout", "soon", dir}, "--timeout \"soon\": want seconds"},
 		{[]string{"run", "--network", "none", "-p", "8080:80", dir}, "conflicting options: --publish"},
+		{[]string{"run", "-d", dir}, "--detach: c2vm run stays in the foreground"},
+		{[]string{"run", "--privileged", dir}, "--privileged: not supported: add what the workload needs with --cap-add"},
+		{[]string{"run", "--tmpfs", "rel", dir}, "--tmpfs \"rel\": want an absolute path"},
+		{[]string{"run", "-m", "lots", dir}, "--memory \"lots\": want MiB"},
+		{[]string{"run", "--cpus", "-1", dir}, "--cpus \"-1\""},
+		{[]string{"run", "--bogus", dir}, "run: flag provided but not defined: -bogus (see c2vm run --help)"},
+		{[]string{"convert", "oci:" + dir, "-o", filepath.Join(dir, "b")}, "\"-o\" after the image: flags go before IMAGE"},
+		{[]string{"convert", "oci:" + dir}, "--output (-o) DIR is required"},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := c2vm(t, "", tt.args...)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -18,18 +20,18 @@ func convertCommand() *cli.Command {
 		Usage:     "convert a container image into a VM bundle",
 		ArgsUsage: "IMAGE  (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] or a path)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle directory to write", Required: true},
-			&cli.StringFlag{Name: "platform", Usage: "image platform os/arch[/variant] (default: the host's)"},
-			&cli.StringFlag{Name: "kernel", Usage: "kernel: a linux-image .deb, a directory with boot/ and lib/modules/, or a vmlinuz (default: $C2VM_KERNEL, else the kernel cached by make kernel)", EnvVars: []string{"C2VM_KERNEL"}},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle directory to write (required)"},
+			&cli.StringFlag{Name: "platform", Usage: "image platform os/arch[/variant]", DefaultText: "the host's"},
+			&cli.StringFlag{Name: "kernel", Usage: "kernel: a linux-image .deb, a directory with boot/ and lib/modules/, or a vmlinuz", DefaultText: "the kernel cached by make kernel", EnvVars: []string{"C2VM_KERNEL"}},
 			&cli.StringFlag{Name: "modules", Usage: "lib/modules/<version> directory to use with a bare vmlinuz --kernel"},
 			&cli.StringFlag{Name: "rootfs-format", Value: convert.DefaultFormat, Usage: "squashfs, erofs or initrd"},
-			&cli.IntFlag{Name: "memory", Value: convert.DefaultMemoryMiB, Usage: "default guest memory in MiB recorded in the bundle"},
-			&cli.IntFlag{Name: "cpus", Value: convert.DefaultCPUs, Usage: "default guest CPUs recorded in the bundle"},
+			&cli.StringFlag{Name: "memory", Usage: "default guest memory recorded in the bundle: MiB (512) or a size (1g)", DefaultText: strconv.Itoa(convert.DefaultMemoryMiB)},
+			&cli.StringFlag{Name: "cpus", Usage: "default guest CPUs recorded in the bundle", DefaultText: strconv.Itoa(convert.DefaultCPUs)},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's ENTRYPOINT (a single executable; \"\" clears it)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set KEY=VAL in the workload's environment"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "run as name, uid, uid:gid or user:group"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory of the workload"},
-			&cli.Int64Flag{Name: "max-size", Usage: "bound on the total uncompressed layer content and metadata in bytes (default 64 GiB)"},
+			&cli.Int64Flag{Name: "max-size", Usage: "bound on the total uncompressed layer content and metadata in bytes", DefaultText: "64 GiB"},
 			&cli.BoolFlag{Name: "debug", Usage: "make the guest init log each boot step"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
 			&cli.BoolFlag{Name: "json", Usage: "print the bundle manifest as JSON"},
@@ -39,8 +41,24 @@ func convertCommand() *cli.Command {
 }
 
 func runConvert(c *cli.Context) error {
+	for _, a := range c.Args().Tail() {
+		if strings.HasPrefix(a, "-") {
+			return usageError("convert: %q after the image: flags go before IMAGE (c2vm convert -o DIR [flags] IMAGE)", a)
+		}
+	}
 	if c.NArg() != 1 {
 		return usageError("convert: want exactly one IMAGE argument (flags go before it), got %d", c.NArg())
+	}
+	if c.String("output") == "" {
+		return usageError("convert: --output (-o) DIR is required")
+	}
+	mem, err := parseMemory("convert: --memory", c.String("memory"))
+	if err != nil {
+		return err
+	}
+	cpus, err := parseCPUs("convert: --cpus", c.String("cpus"))
+	if err != nil {
+		return err
 	}
 	if c.Int64("max-size") < 0 {
 		return usageError("convert: --max-size %d: want a positive number of bytes (0 = the default 64 GiB)", c.Int64("max-size"))
@@ -54,8 +72,8 @@ func runConvert(c *cli.Context) error {
 		Kernel:       c.String("kernel"),
 		ModulesDir:   c.String("modules"),
 		RootfsFormat: c.String("rootfs-format"),
-		MemoryMiB:    c.Int("memory"),
-		CPUs:         c.Int("cpus"),
+		MemoryMiB:    mem,
+		CPUs:         cpus,
 		Debug:        c.Bool("debug"),
 		MaxSize:      c.Int64("max-size"),
 		Overrides: convert.Overrides{

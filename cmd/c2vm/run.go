@@ -29,9 +29,9 @@ func runCommand() *cli.Command {
 		ArgsUsage: "DIR [-- COMMAND ARGS...]",
 		// -it, as in docker.
 		UseShortOptionHandling: true,
-		Flags: append(terminalFlags(), []cli.Flag{
-			&cli.IntFlag{Name: "memory", Aliases: []string{"m"}, Usage: "guest memory in MiB (default: the bundle's)"},
-			&cli.IntFlag{Name: "cpus", Usage: "guest CPUs (default: the bundle's)"},
+		Flags: append(append(terminalFlags(), []cli.Flag{
+			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Usage: "guest memory: MiB (512) or a size (512m, 1g)", DefaultText: "the bundle's"},
+			&cli.StringFlag{Name: "cpus", Usage: "guest CPUs (a fraction such as 0.5 rounds up)", DefaultText: "the bundle's"},
 			&cli.StringFlag{Name: "timeout", Usage: "kill the VM after this long: seconds (120) or a duration (2m; 0 = never)"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the ENTRYPOINT (\"\" clears it)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set KEY=VAL, or KEY to take it from the host environment"},
@@ -45,11 +45,11 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "attach a volume: IMAGE.img:TARGET[:ro] (an ext4 disk image) or NAME:TARGET[:ro] (created on first use)"},
 			&cli.StringFlag{Name: "persist", Usage: "keep the root filesystem's changes in DIR/upper.img (created on first use)"},
 			&cli.StringFlag{Name: "volume-size", Value: "1G", Usage: "size of new named volumes and --persist disks (sparse)"},
-			&cli.IntFlag{Name: "stop-timeout", Usage: "seconds between the stop signal and SIGKILL (default 10)"},
-			&cli.StringFlag{Name: "stop-signal", Usage: "signal that stops the workload on Ctrl-C/SIGTERM (default: the image's, else SIGTERM)"},
+			&cli.IntFlag{Name: "stop-timeout", Usage: "seconds between the stop signal and SIGKILL", DefaultText: "10"},
+			&cli.StringFlag{Name: "stop-signal", Usage: "signal that stops the workload on Ctrl-C/SIGTERM", DefaultText: "the image's, else SIGTERM"},
 			&cli.StringFlag{Name: "accel", Value: vm.AccelAuto, EnvVars: []string{"C2VM_ACCEL"}, Usage: "auto (KVM when hardware virtualization backs /dev/kvm, else TCG), kvm or tcg"},
 			&cli.BoolFlag{Name: "debug", Usage: "show the kernel console and the init's steps on stderr"},
-		}...),
+		}...), dockerFlags()...),
 		Action: runRun,
 	}
 }
@@ -76,8 +76,8 @@ func runRun(c *cli.Context) error {
 	// From here on signals are ours: before the VM runs they cancel (temporary files are removed),
 	// then the first asks the guest to stop and the second kills the VM.
 	stop := make(chan struct{}, 1)
-	var running atomic.Bool
-	defer handleSignals(cancel, stop, &running)()
+	var running, brokenPipe atomic.Bool
+	defer handleSignals(cancel, stop, &running, &brokenPipe)()
 	if t := timeout; t > 0 {
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
@@ -102,6 +102,11 @@ func runRun(c *cli.Context) error {
 	cfg.Stop = stop
 	running.Store(true)
 	res, err := vm.Run(ctx, cfg)
+	if brokenPipe.Load() {
+		// As docker: the reader of our output went away (c2vm run ... | head -1).
+		fmt.Fprintln(c.App.ErrWriter, "c2vm: write /dev/stdout: broken pipe")
+		return exitError{code: 1}
+	}
 	if err != nil {
 		return vmError(err, res, timeout)
 	}
@@ -144,7 +149,7 @@ func parseTimeout(s string) (time.Duration, error) {
 // and any other into killing it (or cancelling the run before the VM starts). SIGHUP and SIGPIPE
 // (the terminal or the reader of our output went away) cancel at once. It returns a function that
 // stops listening.
-func handleSignals(kill context.CancelFunc, stop chan<- struct{}, running *atomic.Bool) func() {
+func handleSignals(kill context.CancelFunc, stop chan<- struct{}, running, brokenPipe *atomic.Bool) func() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	done := make(chan struct{})
@@ -154,6 +159,9 @@ func handleSignals(kill context.CancelFunc, stop chan<- struct{}, running *atomi
 			select {
 			case s := <-sig:
 				n++
+				if s == syscall.SIGPIPE {
+					brokenPipe.Store(true)
+				}
 				if n > 1 || !running.Load() || s == syscall.SIGHUP || s == syscall.SIGPIPE {
 					kill()
 					continue
@@ -203,15 +211,26 @@ func runOptions(c *cli.Context, cmd []string) (launch.Options, error) {
 	if net == launch.NetworkNone && len(fwds) > 0 {
 		return launch.Options{}, usageError("run: conflicting options: --publish needs a network, and --network none has none")
 	}
+	mem, err := parseMemory("run: --memory", c.String("memory"))
+	if err != nil {
+		return launch.Options{}, err
+	}
+	cpus, err := parseCPUs("run: --cpus", c.String("cpus"))
+	if err != nil {
+		return launch.Options{}, err
+	}
 	o := launch.Options{
 		Overrides: spec.Overrides{
 			Env: env, User: c.String("user"), WorkingDir: c.String("workdir"), Hostname: c.String("hostname"),
 			Terminal: c.Bool("tty"),
 		},
-		MemoryMiB: c.Int("memory"), CPUs: c.Int("cpus"), Network: net, DNS: c.StringSlice("dns"),
+		MemoryMiB: mem, CPUs: cpus, Network: net, DNS: c.StringSlice("dns"),
 		Forwards: fwds, StopTimeout: c.Int("stop-timeout"), Debug: c.Bool("debug"), Accel: c.String("accel"),
 	}
 	if err := volumeOptions(c, &o); err != nil {
+		return launch.Options{}, err
+	}
+	if err := dockerOptions(c, &o); err != nil {
 		return launch.Options{}, err
 	}
 	if o.StopSignal, err = parseStopSignal(c.String("stop-signal")); err != nil {

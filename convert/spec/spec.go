@@ -2,6 +2,7 @@ package spec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -35,6 +36,9 @@ type Overrides struct {
 	WorkingDir string    // absolute; "" = the image's WORKDIR, else "/"
 	Hostname   string    // "" = DefaultHostname
 	Terminal   bool      // allocate a terminal (also sets TERM=xterm unless given)
+	ReadOnly   bool      // mount the container's root filesystem read-only (docker --read-only)
+	CapAdd     []string  // capabilities to add (docker --cap-add: NET_ADMIN, net_admin, CAP_NET_ADMIN, ALL)
+	CapDrop    []string  // capabilities to drop (docker --cap-drop)
 }
 
 // Options for Generate. The zero value takes the platform from the image and has no passwd/group.
@@ -42,6 +46,9 @@ type Options struct {
 	Platform      ocispec.Platform // target platform (os/arch/variant) of the image; empty fields come from the image
 	Passwd, Group []byte           // /etc/passwd and /etc/group content of the flattened image; nil = absent
 	Overrides     Overrides
+	// AllowNoCommand generates a spec without process args when the image and the overrides give
+	// no command (a bundle that needs one at run time) instead of failing with ErrNoCommand.
+	AllowNoCommand bool
 }
 
 // Generate builds the runtime spec for img: containerd's default Linux spec, then the image
@@ -59,6 +66,10 @@ func Generate(ctx context.Context, img ocispec.Image, opts Options) (*specs.Spec
 		return nil, err
 	}
 	applyVM(s)
+	s.Root.Readonly = opts.Overrides.ReadOnly
+	if err := tweakCaps(s.Process, opts.Overrides.CapAdd, opts.Overrides.CapDrop); err != nil {
+		return nil, fmt.Errorf("runtime spec: %w", err)
+	}
 	s.Linux.Seccomp = seccompProfile(s, GuestArch(plat.Architecture))
 	return s, nil
 }
@@ -120,6 +131,9 @@ func withoutHostPaths(paths []string) []string {
 func applyImage(s *specs.Spec, c ocispec.ImageConfig, opts Options) error {
 	o := opts.Overrides
 	args, err := processArgs(c, o)
+	if errors.Is(err, ErrNoCommand) && opts.AllowNoCommand {
+		err = nil
+	}
 	if err != nil {
 		return fmt.Errorf("runtime spec: %w", err)
 	}

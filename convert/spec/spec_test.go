@@ -366,3 +366,35 @@ func TestSeccompCoversGuestKernel(t *testing.T) {
 		}
 	}
 }
+
+func TestCapsAndReadOnly(t *testing.T) {
+	img := ocispec.Image{Config: ocispec.ImageConfig{Cmd: []string{"sh"}}}
+	gen := func(o Overrides) (*specs.Spec, error) {
+		return Generate(context.Background(), img, Options{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, Overrides: o})
+	}
+	def, err := gen(Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.Root.Readonly || !slices.Contains(def.Process.Capabilities.Bounding, "CAP_NET_RAW") {
+		t.Fatalf("defaults: readonly %v caps %v", def.Root.Readonly, def.Process.Capabilities.Bounding)
+	}
+	s, err := gen(Overrides{ReadOnly: true, CapAdd: []string{"net_admin", "CAP_SYS_PTRACE"}, CapDrop: []string{"NET_RAW", "chown"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Process.Capabilities
+	if !s.Root.Readonly || !slices.Contains(c.Effective, "CAP_NET_ADMIN") || !slices.Contains(c.Bounding, "CAP_SYS_PTRACE") ||
+		slices.Contains(c.Permitted, "CAP_NET_RAW") || slices.Contains(c.Bounding, "CAP_CHOWN") || len(c.Bounding) != len(def.Process.Capabilities.Bounding) {
+		t.Errorf("readonly %v caps %v", s.Root.Readonly, c.Bounding)
+	}
+	if s, _ := gen(Overrides{CapDrop: []string{"ALL"}, CapAdd: []string{"kill"}}); !slices.Equal(s.Process.Capabilities.Bounding, []string{"CAP_KILL"}) {
+		t.Errorf("drop ALL, add kill: %v", s.Process.Capabilities.Bounding)
+	}
+	if s, _ := gen(Overrides{CapAdd: []string{"ALL"}}); !slices.Contains(s.Process.Capabilities.Bounding, "CAP_SYS_ADMIN") {
+		t.Errorf("add ALL: %v", s.Process.Capabilities.Bounding)
+	}
+	if _, err := gen(Overrides{CapAdd: []string{"FLY"}}); err == nil || !strings.Contains(err.Error(), `unknown capability: "FLY"`) {
+		t.Errorf("unknown cap: %v", err)
+	}
+}

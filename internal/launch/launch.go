@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/c2vm/c2vm/bootcfg"
@@ -41,6 +42,10 @@ type Options struct {
 	Persist string
 	// VolumeSize is the size of new named volumes and persist disks; 0 = DefaultVolumeSize.
 	VolumeSize int64
+	// Tmpfs are absolute paths that get a fresh, empty tmpfs (docker --tmpfs).
+	Tmpfs []string
+	// Platform, when set, must be the bundle's (docker run --platform); "" = any.
+	Platform string
 }
 
 // Network modes for Options.Network.
@@ -74,6 +79,9 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 	if err := m.CheckFiles(dir); err != nil {
 		return nil, err
 	}
+	if err := checkPlatform(m, opts.Platform); err != nil {
+		return nil, err
+	}
 	boot, rs, err := runConfig(ctx, m, opts)
 	if err != nil {
 		return nil, err
@@ -98,6 +106,21 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 	p.VM = vmConfig(dir, m, initrd, opts)
 	p.VM.Disks = append(p.VM.Disks, disks...)
 	return p, nil
+}
+
+// checkPlatform refuses a bundle of another platform than the one asked for.
+func checkPlatform(m *bundle.Manifest, want string) error {
+	if want == "" {
+		return nil
+	}
+	p, err := platforms.Parse(want)
+	if err != nil {
+		return fmt.Errorf("--platform %q: %w", want, err)
+	}
+	if !platforms.OnlyStrict(p).Match(platforms.Normalize(m.Platform)) {
+		return fmt.Errorf("--platform %s: the bundle is %s: convert the image for %s", want, platforms.Format(m.Platform), platforms.Format(p))
+	}
+	return nil
 }
 
 // runConfig returns the boot config and runtime spec for this run.

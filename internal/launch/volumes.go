@@ -129,7 +129,10 @@ func attachVolumes(ctx context.Context, boot *bootcfg.Config, imageVolumes map[s
 		disks = append(disks, vm.Disk{Path: file, ReadOnly: v.ReadOnly, Serial: serial})
 		vols = append(vols, bootcfg.Volume{Target: v.Target, FSType: "ext4", Serial: serial, ReadOnly: v.ReadOnly, CopyUp: created && !v.ReadOnly})
 	}
-	vols = append(vols, tmpfsVolumes(imageVolumes, opts.Volumes)...)
+	for _, t := range opts.Tmpfs {
+		vols = append(vols, bootcfg.Volume{Target: t, FSType: bootcfg.FSTypeTmpfs})
+	}
+	vols = append(vols, tmpfsVolumes(imageVolumes, opts.Volumes, opts.Tmpfs)...)
 	boot.Container.Volumes = vols
 	if opts.Persist != "" {
 		file, err := persistFile(ctx, opts.Persist, opts.VolumeSize)
@@ -142,12 +145,12 @@ func attachVolumes(ctx context.Context, boot *bootcfg.Config, imageVolumes map[s
 	return disks, nil
 }
 
-// tmpfsVolumes returns a tmpfs volume for each image VOLUME that no -v mounts, sorted.
-func tmpfsVolumes(image map[string]struct{}, given []Volume) []bootcfg.Volume {
+// tmpfsVolumes returns a tmpfs volume for each image VOLUME that no -v or --tmpfs mounts, sorted.
+func tmpfsVolumes(image map[string]struct{}, given []Volume, tmpfs []string) []bootcfg.Volume {
 	var targets []string
 	for t := range image {
 		t = path.Clean("/" + t)
-		if t != "/" && !slices.ContainsFunc(given, func(v Volume) bool { return v.Target == t }) {
+		if t != "/" && !slices.ContainsFunc(given, func(v Volume) bool { return v.Target == t }) && !slices.Contains(tmpfs, t) {
 			targets = append(targets, t)
 		}
 	}

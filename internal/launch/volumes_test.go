@@ -10,9 +10,11 @@ import (
 	"syscall"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/c2vm/c2vm/bootcfg"
+	"github.com/c2vm/c2vm/convert/bundle"
 	"github.com/c2vm/c2vm/internal/vm"
 )
 
@@ -215,4 +217,13 @@ func rootOwner(t *testing.T, img string) string {
 	}
 	t.Fatalf("no owner in debugfs output:\n%s", out)
 	return ""
+}
+
+func TestCheckPlatform(t *testing.T) {
+	m := &bundle.Manifest{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}}
+	for want, ok := range map[string]bool{"": true, "linux/amd64": true, "linux/x86_64": true, "linux/arm64": false, "bogus/x/y/z": false} {
+		if err := checkPlatform(m, want); (err == nil) != ok {
+			t.Errorf("checkPlatform(%q) = %v; want ok %v", want, err, ok)
+		}
+	}
 }
