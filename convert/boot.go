@@ -23,8 +23,9 @@ import (
 )
 
 // BaseBootArgs is the kernel command line every bundle boots with: the serial console for kernel
-// messages, a guest that ends instead of hanging on panic, and overcommit so a Go PID 1 survives
-// 64 MiB guests.
+// messages, a guest that ends instead of hanging on panic, and overcommit so that the Go PID 1 can
+// reserve its heap in small guests (the init puts the heuristic back for the workload: see
+// bootcfg.DockerSysctls).
 const BaseBootArgs = "console=ttyS0 quiet panic=-1 sysctl.vm.overcommit_memory=1"
 
 // rootfsCPIO is where the initrd-format rootfs is staged before it is appended to the initrd.
