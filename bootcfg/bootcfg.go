@@ -163,11 +163,15 @@ const VolumesDir = "/run/c2vm/volumes"
 // FSTypeTmpfs is Volume.FSType for a fresh tmpfs.
 const FSTypeTmpfs = "tmpfs"
 
-// Rootfs is the container's read-only lower layer.
+// Rootfs is the container's read-only lower layer. A squashfs or erofs rootfs is a disk the init
+// finds by identity, not position: the disk whose virtio serial is Serial (c2vm run sets it), else
+// the disk whose leading bytes match Identity (any VMM); Device, when set, names it outright.
 type Rootfs struct {
-	Format string `json:"format"`           // squashfs | erofs | initrd
-	Device string `json:"device,omitempty"` // block device for squashfs/erofs, e.g. /dev/vda
-	Path   string `json:"path,omitempty"`   // directory in the initrd for the initrd format
+	Format   string    `json:"format"`             // squashfs | erofs | initrd
+	Device   string    `json:"device,omitempty"`   // a fixed block device, e.g. /dev/vda
+	Serial   string    `json:"serial,omitempty"`   // virtio-blk serial of the rootfs disk
+	Identity *Identity `json:"identity,omitempty"` // the image's identity, to find it on any disk
+	Path     string    `json:"path,omitempty"`     // directory in the initrd for the initrd format
 }
 
 // Overlay upper kinds.

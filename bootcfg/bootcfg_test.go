@@ -157,3 +157,14 @@ func FuzzDecodeValidate(f *testing.F) {
 		}
 	})
 }
+
+func TestParseHalt(t *testing.T) {
+	for cmdline, want := range map[string]string{
+		"": HaltPowerOff, "console=ttyS0 c2vm.halt=reboot": HaltReboot, "c2vm.halt=reboot c2vm.halt=poweroff": HaltPowerOff,
+		"c2vm.halt=bogus": HaltPowerOff, "xc2vm.halt=reboot": HaltPowerOff, FormatHalt(HaltReboot): HaltReboot,
+	} {
+		if got := ParseHalt(cmdline); got != want {
+			t.Errorf("ParseHalt(%q) = %q, want %q", cmdline, got, want)
+		}
+	}
+}

@@ -142,8 +142,8 @@ func (c Container) validate() error {
 	}
 	switch c.Rootfs.Format {
 	case FormatSquashfs, FormatErofs:
-		if err := checkAbs(c.Rootfs.Device); err != nil {
-			return fmt.Errorf("rootfs.device: %w", err)
+		if err := c.Rootfs.validateDisk(); err != nil {
+			return fmt.Errorf("rootfs.%w", err)
 		}
 	case FormatInitrd:
 		if err := checkAbs(c.Rootfs.Path); err != nil {
@@ -203,6 +203,30 @@ func (s Sysctl) validate() error {
 	}
 	if strings.ContainsAny(s.Value, "\n\x00") {
 		return fmt.Errorf("%s: value %q has a newline or NUL", s.Key, s.Value)
+	}
+	return nil
+}
+
+// validateDisk checks how a disk rootfs is found: a device, or a serial and/or an identity.
+func (r Rootfs) validateDisk() error {
+	if r.Device != "" {
+		if r.Serial != "" || r.Identity != nil {
+			return errors.New("device: give a device, or a serial and an identity, not both")
+		}
+		return checkDisk(r.Device, "")
+	}
+	if r.Serial == "" && r.Identity == nil {
+		return errors.New("device: the rootfs disk needs a device, a serial or an identity")
+	}
+	if r.Serial != "" {
+		if err := checkDisk("", r.Serial); err != nil {
+			return err
+		}
+	}
+	if r.Identity != nil {
+		if err := r.Identity.validate(); err != nil {
+			return fmt.Errorf("identity: %w", err)
+		}
 	}
 	return nil
 }

@@ -55,27 +55,48 @@ func (c *conversion) writeRootfs(ctx context.Context, tree *flatten.Tree) error 
 	return rootfs.Write(ctx, c.opts.RootfsFormat, tree, c.stage.Path(name), rootfs.Options{})
 }
 
-// BootConfig returns the boot config baked into a bundle's initrd.
-func BootConfig(format string, debug bool, stopSignal string) bootcfg.Config {
+// BootOptions are what a bundle's boot config depends on.
+type BootOptions struct {
+	Format     string            // rootfs format
+	Identity   *bootcfg.Identity // the rootfs image's, for squashfs and erofs
+	Debug      bool              // the init logs its steps
+	StopSignal string            // the image's STOPSIGNAL; "" = SIGTERM
+}
+
+// BootConfig returns the boot config baked into a bundle's initrd. A disk rootfs is found by the
+// serial c2vm run gives it, else by its identity, so that any VMM may attach it anywhere.
+func BootConfig(o BootOptions) bootcfg.Config {
 	b := bootcfg.Default()
-	b.Debug = debug
+	b.Debug = o.Debug
 	b.Modules = append([]string(nil), DefaultModules...)
-	b.Container.StopSignal = stopSignal
-	switch format {
+	b.Container.StopSignal = o.StopSignal
+	switch o.Format {
 	case bootcfg.FormatInitrd:
-		b.Container.Rootfs = bootcfg.Rootfs{Format: format, Path: "/c2vm/rootfs"}
+		b.Container.Rootfs = bootcfg.Rootfs{Format: o.Format, Path: "/c2vm/rootfs"}
 	default:
-		b.Container.Rootfs = bootcfg.Rootfs{Format: format, Device: "/dev/vda"}
+		b.Container.Rootfs = bootcfg.Rootfs{Format: o.Format, Serial: bootcfg.RootfsSerial, Identity: o.Identity}
 	}
 	return b
 }
 
-func (c *conversion) manifest(img *image.Image, k *kernel.Kernel, cfg ocispec.ImageConfig, rs *specs.Spec, passwd, group []byte) *bundle.Manifest {
+// rootfsIdentity reads the identity of the written rootfs image (nil for the initrd format).
+func (c *conversion) rootfsIdentity() (*bootcfg.Identity, error) {
+	name := bundle.RootfsFile(c.opts.RootfsFormat)
+	if name == "" {
+		return nil, nil
+	}
+	f, err := os.Open(c.stage.Path(name))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	id, err := bootcfg.NewIdentity(f)
+	return &id, err
+}
+
+func (c *conversion) manifest(img *image.Image, k *kernel.Kernel, cfg ocispec.ImageConfig, rs *specs.Spec, passwd, group []byte, id *bootcfg.Identity) *bundle.Manifest {
 	meta := spec.ImageMetadata(img.Config)
 	args := BaseBootArgs
-	if c.opts.Debug {
-		args += " c2vm.debug=1"
-	}
 	m := &bundle.Manifest{
 		Platform:     img.Platform,
 		Source:       bundle.Source{Ref: c.opts.Image, Name: img.Name, ManifestDigest: img.ManifestDigest.String(), ConfigDigest: img.ConfigDigest.String()},
@@ -87,7 +108,7 @@ func (c *conversion) manifest(img *image.Image, k *kernel.Kernel, cfg ocispec.Im
 		Image:        cfg,
 		Passwd:       string(passwd),
 		Group:        string(group),
-		Boot:         BootConfig(c.opts.RootfsFormat, c.opts.Debug, meta.StopSignal),
+		Boot:         BootConfig(BootOptions{Format: c.opts.RootfsFormat, Identity: id, Debug: c.opts.Debug, StopSignal: meta.StopSignal}),
 		Process: bundle.Process{
 			Args: rs.Process.Args, User: cfg.User, UID: rs.Process.User.UID, GID: rs.Process.User.GID,
 			Env: rs.Process.Env, WorkingDir: rs.Process.Cwd, StopSignal: meta.StopSignal,

@@ -34,9 +34,11 @@ const (
 	DefaultFormat    = rootfs.Squashfs
 )
 
-// DefaultModules are the kernel modules every bundle loads (dependencies are added by initgen).
+// DefaultModules are the kernel modules every bundle loads (dependencies are added by initgen):
+// virtio over PCI (QEMU q35, Cloud Hypervisor) and over MMIO described by ACPI (QEMU microvm,
+// Firecracker >= 1.8).
 var DefaultModules = []string{
-	"virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "virtio_rng",
+	"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "virtio_rng",
 	"overlay", "squashfs", "erofs", "binfmt_misc", "vsock", "vmw_vsock_virtio_transport",
 }
 
@@ -160,7 +162,11 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 		return nil, err
 	}
 	c.checkInitrdFits(tree)
-	m := c.manifest(img, k, cfg, rs, passwd, group)
+	id, err := c.rootfsIdentity()
+	if err != nil {
+		return nil, fmt.Errorf("rootfs: %w", err)
+	}
+	m := c.manifest(img, k, cfg, rs, passwd, group, id)
 	c.step("write initrd")
 	if err := c.writeBoot(ctx, k, m, rs); err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ func fakeKernelDir(t testing.TB) string {
 		{Path: "kernel/drivers/virtio/virtio.ko"},
 		{Path: "kernel/drivers/virtio/virtio_ring.ko"},
 		{Path: "kernel/drivers/virtio/virtio_pci.ko", Depends: []string{"virtio", "virtio_ring"}},
+		{Path: "kernel/drivers/virtio/virtio_mmio.ko", Depends: []string{"virtio", "virtio_ring"}},
 		{Path: "kernel/drivers/block/virtio_blk.ko", Depends: []string{"virtio", "virtio_ring"}},
 		{Path: "kernel/drivers/char/virtio_console.ko", Depends: []string{"virtio", "virtio_ring"}},
 		{Path: "kernel/net/core/failover.ko"},

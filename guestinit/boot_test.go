@@ -237,9 +237,10 @@ func TestBootPanicAndPowerOffRetry(t *testing.T) {
 	}
 }
 
-func TestBootDebugFromCmdline(t *testing.T) {
-	f, c := bootEnv(t, nil)
-	f.file(t, "/proc/cmdline", "console=ttyS0 c2vm.debug=1\n")
+// TestBootDebugAndHalt: debug comes from the boot config, the halt mode from the command line.
+func TestBootDebugAndHalt(t *testing.T) {
+	f, c := bootEnv(t, func(c *bootcfg.Config) { c.Debug = true })
+	f.file(t, "/proc/cmdline", "console=ttyS0 reboot=k "+bootcfg.FormatHalt(bootcfg.HaltReboot)+"\n")
 	f.waits = []fakeWait{{pid: 100, ws: 0}}
 	boot(t, f, c, nil)
 	con := f.read(t, "/dev/console")
@@ -247,6 +248,9 @@ func TestBootDebugFromCmdline(t *testing.T) {
 		if !strings.Contains(con, "c2vm-init: debug: step "+step.Name+": ") {
 			t.Errorf("no debug line for step %s in %q", step.Name, con)
 		}
+	}
+	if !contains(f.calls, "reboot") || contains(f.calls, "poweroff") {
+		t.Errorf("halt with %s: calls %v", bootcfg.FormatHalt(bootcfg.HaltReboot), f.callsWith("re"))
 	}
 }
 
@@ -295,5 +299,56 @@ func TestBootInitrdRootfs(t *testing.T) {
 		if !contains(f.calls, want) {
 			t.Errorf("no call %q in\n%s", want, strings.Join(f.calls, "\n"))
 		}
+	}
+}
+
+// TestBootFindsRootfsByIdentity: on a VMM that attaches disks in its own order and without c2vm's
+// serials (spindle, Firecracker), the init finds the rootfs by the image's leading bytes.
+func TestBootFindsRootfsByIdentity(t *testing.T) {
+	image := strings.Repeat("hsqs superblock and more ", 400)
+	id, err := bootcfg.NewIdentity(strings.NewReader(image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, serialOf, want string
+	}{
+		{"by identity", "", "/dev/vdc"},
+		{"by serial", "vdb", "/dev/vdb"}, // c2vm run: the serial wins, whatever the disk holds
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, c := bootEnv(t, func(c *bootcfg.Config) {
+				c.Container.Rootfs = bootcfg.Rootfs{Format: bootcfg.FormatSquashfs, Serial: bootcfg.RootfsSerial, Identity: &id}
+			})
+			for name, content := range map[string]string{"vda": "a volume", "vdb": "another disk", "vdc": image} {
+				f.file(t, "/dev/"+name, content)
+				serial := ""
+				if name == tc.serialOf {
+					serial = bootcfg.RootfsSerial
+				}
+				f.file(t, "/sys/block/"+name+"/serial", serial)
+			}
+			f.waits = []fakeWait{{pid: 100, ws: 0}}
+			if got := boot(t, f, c, nil); got != 0 {
+				t.Fatalf("status %d: %s", got, f.read(t, "/dev/console"))
+			}
+			if want := "mount " + tc.want + " /run/c2vm/lower squashfs 0x1 "; !contains(f.calls, want) {
+				t.Errorf("no call %q in\n%s", want, strings.Join(f.calls, "\n"))
+			}
+		})
+	}
+}
+
+func TestBootRootfsNotFound(t *testing.T) {
+	id := bootcfg.Identity{Length: 4096, SHA256: strings.Repeat("ab", 32)}
+	f, c := bootEnv(t, func(c *bootcfg.Config) {
+		c.Container.Rootfs = bootcfg.Rootfs{Format: bootcfg.FormatErofs, Identity: &id}
+	})
+	f.file(t, "/sys/block/vda/serial", "")
+	if got := boot(t, f, c, nil); got != FailureStatus {
+		t.Fatalf("status %d", got)
+	}
+	if con := f.read(t, "/dev/console"); !strings.Contains(con, "c2vm-init: rootfs: no disk with serial \"\" or the rootfs image's identity appeared within 5s (disks: vda): attach rootfs.erofs as a virtio block device") {
+		t.Errorf("console %q", con)
 	}
 }

@@ -28,9 +28,12 @@
 //	/c2vm/*.json                        copied from the initramfs (the rest of which is then emptied)
 //	/c2vm/rootfs                        bind mount of the initrd rootfs dir (initrd format only)
 //	/proc /sys /dev /run /tmp ...       the boot config's mounts, moved from the initramfs
-//	/run/c2vm/lower                     read-only rootfs (squashfs/erofs device or initrd dir bind)
+//	/run/c2vm/lower                     read-only rootfs: the disk with Rootfs.Serial, else the one
+//	                                    matching Rootfs.Identity (any VMM's disk order), or the initrd dir
+//	                                    (its xattrs applied from <Rootfs.Path>.xattrs)
 //	/run/c2vm/upper/{upper,work}        overlay upper: tmpfs (Overlay.Size) or ext4 disk (Overlay.Device or .Serial)
-//	/run/c2vm/volumes/<N>               disk volume N of Container.Volumes, bound onto its target
+//	/run/c2vm/volumes/<N>               volume N of Container.Volumes (disk or tmpfs, filled from the
+//	                                    image when CopyUp), bound onto its target
 //	<BundleDir>/rootfs                  overlay mount, the container root
 //	<BundleDir>/config.json             patched runtime spec
 //	/run/c2vm/etc/{hosts,resolv.conf,hostname}  bind-mounted onto the container's /etc files
@@ -43,7 +46,9 @@
 // N is the workload's exit code, or 128+signal when it was killed (runc's own convention, see
 // runc/libcontainer/utils.ExitStatus). If any required step fails, the init first prints exactly
 // one line "c2vm-init: <step>: <error>" on both, then reports status 125. Then it syncs, unmounts
-// the container filesystems and powers off; it never exits (a PID 1 exit panics the kernel).
+// the container filesystems and powers off (or reboots, with c2vm.halt=reboot on the kernel command
+// line, for VMMs that end a VM only then); it never exits (a PID 1 exit panics the kernel). The first
+// line on the status port is bootcfg.ReadyLine, as soon as the init has it open.
 //
 // The workload's stdout, stderr and stdin are the virtio-serial ports bootcfg.StdoutPortName,
 // StderrPortName and StdinPortName when present (stdin is /dev/null otherwise), else /dev/console.
@@ -53,6 +58,6 @@
 //
 // # Debugging
 //
-// With "c2vm.debug=1" on the kernel command line or "debug": true in the boot config, each step's
-// name and duration is logged to /dev/console.
+// With "debug": true in the boot config (convert --debug, or run --debug, which appends its boot
+// config to the initrd), each step's name and duration is logged to /dev/console.
 package guestinit

@@ -186,8 +186,8 @@ func (f *fakeSystem) ConfigureLink(name string, addr netip.Prefix, gw netip.Addr
 	return f.record("link %s %s %s", name, addr, gw)
 }
 func (f *fakeSystem) Sync() { f.record("sync") }
-func (f *fakeSystem) PowerOff() error {
-	f.record("poweroff")
+func (f *fakeSystem) Halt(mode string) error {
+	f.record("%s", mode) // "poweroff" or "reboot"
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.poweroff++

@@ -49,8 +49,8 @@ func stepMounts(_ context.Context, st *State) error {
 			st.early = append(st.early, m)
 		}
 	}
-	if data, err := st.Sys.ReadFile("/proc/cmdline"); err == nil && debugFromCmdline(string(data)) {
-		st.Debug = true
+	if data, err := st.Sys.ReadFile("/proc/cmdline"); err == nil {
+		st.Halt = bootcfg.ParseHalt(string(data))
 	}
 	return nil
 }

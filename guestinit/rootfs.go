@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/c2vm/c2vm/bootcfg"
@@ -111,11 +112,13 @@ func mountLower(st *State, rf bootcfg.Rootfs) error {
 		st.Mounted = append(st.Mounted, lowerDir)
 		return nil
 	}
-	if err := waitDevice(st, rf.Device); err != nil {
+	dev, err := findRootfs(st, rf)
+	if err != nil {
 		return err
 	}
-	if err := st.Sys.Mount(rf.Device, lowerDir, rf.Format, unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("mount %s rootfs %s: %w", rf.Format, rf.Device, err)
+	st.Debugf("rootfs: %s", dev)
+	if err := st.Sys.Mount(dev, lowerDir, rf.Format, unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount %s rootfs %s: %w", rf.Format, dev, err)
 	}
 	st.Mounted = append(st.Mounted, lowerDir)
 	return nil
@@ -145,6 +148,48 @@ func mountUpper(st *State, ov bootcfg.Overlay) error {
 
 // waitDevice polls for a device node until it exists or deviceWait has passed: virtio disks are
 // probed asynchronously after their module loads.
+// findRootfs returns the rootfs disk: Device as given, else the disk with the rootfs serial, else
+// the disk whose leading bytes match the identity, waiting up to deviceWait for it to appear.
+func findRootfs(st *State, rf bootcfg.Rootfs) (string, error) {
+	if rf.Device != "" {
+		return rf.Device, waitDevice(st, rf.Device)
+	}
+	deadline := st.Clock.Now().Add(deviceWait)
+	for {
+		if rf.Serial != "" {
+			if dev := diskBySerial(st, rf.Serial); dev != "" {
+				return dev, waitDevice(st, dev)
+			}
+		}
+		if rf.Identity != nil {
+			if dev := diskByIdentity(st, *rf.Identity); dev != "" {
+				return dev, nil
+			}
+		}
+		if !st.Clock.Now().Before(deadline) {
+			return "", fmt.Errorf("no disk with serial %q or the rootfs image's identity appeared within %v (disks: %s): attach rootfs.%s as a virtio block device",
+				rf.Serial, deviceWait, strings.Join(disks(st), ", "), rf.Format)
+		}
+		st.Clock.Sleep(pollInterval)
+	}
+}
+
+// diskByIdentity returns /dev/<name> for the first block device that holds the identified image.
+func diskByIdentity(st *State, id bootcfg.Identity) string {
+	for _, name := range disks(st) {
+		f, err := st.Sys.OpenFile("/dev/"+name, os.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		ok := id.Matches(f)
+		f.Close()
+		if ok {
+			return "/dev/" + name
+		}
+	}
+	return ""
+}
+
 func waitDevice(st *State, dev string) error {
 	deadline := st.Clock.Now().Add(deviceWait)
 	for {

@@ -62,6 +62,8 @@ type State struct {
 	Mounted []string
 	// Terminal is the runtime spec's process.terminal, set by the spec step.
 	Terminal bool
+	// Halt is how the VM ends (bootcfg.HaltPowerOff or HaltReboot), from the kernel command line.
+	Halt string
 	// ExitStatus is the workload's status once the run step is done.
 	ExitStatus int
 	// Stop carries stop requests (status port lines and signals).
@@ -201,7 +203,7 @@ func (st *State) finish(status int) {
 
 func (st *State) powerOff() {
 	for {
-		err := st.Sys.PowerOff()
+		err := st.Sys.Halt(st.Halt)
 		if err == nil {
 			return
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/c2vm/c2vm/bootcfg"
 )
@@ -44,17 +43,6 @@ func stepConfig(_ context.Context, st *State) error {
 	st.Cfg = cfg
 	st.Debug = st.Debug || cfg.Debug
 	return nil
-}
-
-// debugFromCmdline reports whether the kernel command line asks for debug logging.
-func debugFromCmdline(cmdline string) bool {
-	for _, f := range strings.Fields(cmdline) {
-		switch f {
-		case "c2vm.debug", "c2vm.debug=1", "c2vm.debug=true", "c2vm.debug=on", "c2vm.debug=yes":
-			return true
-		}
-	}
-	return false
 }
 
 // stepModules loads the boot config's kernel modules.

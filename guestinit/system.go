@@ -57,5 +57,6 @@ type System interface {
 	ConfigureLink(name string, addr netip.Prefix, gw netip.Addr) error
 
 	Sync()
-	PowerOff() error
+	// Halt ends the machine: bootcfg.HaltPowerOff powers it off, bootcfg.HaltReboot reboots it.
+	Halt(mode string) error
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/vishvananda/netlink"
+
+	"github.com/c2vm/c2vm/bootcfg"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,7 +71,12 @@ func (l *Linux) Chdir(path string) error                    { return unix.Chdir(
 func (l *Linux) Chroot(path string) error                   { return unix.Chroot(path) }
 func (l *Linux) Sethostname(name string) error              { return unix.Sethostname([]byte(name)) }
 func (l *Linux) Sync()                                      { unix.Sync() }
-func (l *Linux) PowerOff() error                            { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) }
+func (l *Linux) Halt(mode string) error {
+	if mode == bootcfg.HaltReboot {
+		return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	}
+	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
 func (l *Linux) OpenFile(p string, flag int, perm os.FileMode) (*os.File, error) {
 	return os.OpenFile(p, flag|unix.O_NOCTTY, perm)
 }

@@ -284,20 +284,6 @@ func TestTopMounts(t *testing.T) {
 	}
 }
 
-func TestParseFlagsAndCmdline(t *testing.T) {
-	if f, err := parseFlags([]string{"ro", "nosuid", "rbind"}); err != nil || f != unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_BIND|unix.MS_REC {
-		t.Errorf("parseFlags = %#x, %v", f, err)
-	}
-	if _, err := parseFlags([]string{"bogus"}); err == nil {
-		t.Error("unknown flag accepted")
-	}
-	for cmdline, want := range map[string]bool{"quiet c2vm.debug=1": true, "c2vm.debug": true, "c2vm.debug=0": false, "xc2vm.debug=1": false, "": false} {
-		if got := debugFromCmdline(cmdline); got != want {
-			t.Errorf("debugFromCmdline(%q) = %v", cmdline, got)
-		}
-	}
-}
-
 func TestRemoveExcept(t *testing.T) {
 	root := t.TempDir()
 	for _, p := range []string{"init", "sbin/runc", "lib/modules/6.1/x.ko", "c2vm/boot.json", "c2vm/rootfs/bin/sh", "newroot/sbin/runc"} {
@@ -328,5 +314,14 @@ func TestRemoveExcept(t *testing.T) {
 func TestEmptyInitramfsRefusesOutsidePID1(t *testing.T) {
 	if err := (&Linux{}).EmptyInitramfs(t.TempDir(), nil); err == nil {
 		t.Fatal("EmptyInitramfs ran outside PID 1")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	if f, err := parseFlags([]string{"ro", "nosuid", "rbind"}); err != nil || f != unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_BIND|unix.MS_REC {
+		t.Errorf("parseFlags = %#x, %v", f, err)
+	}
+	if _, err := parseFlags([]string{"bogus"}); err == nil {
+		t.Error("unknown flag accepted")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/convert/bundle"
 )
 
@@ -153,9 +154,18 @@ func TestVMFaults(t *testing.T) {
 	}{
 		{name: "workload segfault", edit: none, script: segvScript, code: 139},
 		{name: "missing rootfs device",
-			edit:   func(_ *testing.T, m *bundle.Manifest, _ string) { m.Boot.Container.Rootfs.Device = "/dev/vdz" },
+			edit: func(_ *testing.T, m *bundle.Manifest, _ string) {
+				m.Boot.Container.Rootfs = bootcfg.Rootfs{Format: m.Boot.Container.Rootfs.Format, Device: "/dev/vdz"}
+			},
 			code:   ExitFailure,
 			stderr: []string{"c2vm-init: ", "/dev/vdz"}},
+		{name: "rootfs disk not found",
+			edit: func(_ *testing.T, m *bundle.Manifest, _ string) {
+				m.Boot.Container.Rootfs.Serial = "c2vm-elsewhere"
+				m.Boot.Container.Rootfs.Identity.SHA256 = strings.Repeat("0", 64)
+			},
+			code:   ExitFailure,
+			stderr: []string{"c2vm-init: rootfs: no disk with serial \"c2vm-elsewhere\" or the rootfs image's identity", "(disks: vda)"}},
 		{name: "corrupt rootfs image", edit: corruptRootfs, code: ExitFailure, stderr: []string{"c2vm-init: ", "rootfs"}},
 		{name: "missing kernel module",
 			edit: func(_ *testing.T, m *bundle.Manifest, _ string) {

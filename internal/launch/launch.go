@@ -206,11 +206,8 @@ func vmConfig(dir string, m *bundle.Manifest, initrd string, opts Options) vm.Co
 		CPUs:      pick(opts.CPUs, m.CPUs),
 		Accel:     opts.Accel,
 	}
-	if opts.Debug {
-		cfg.Cmdline += " c2vm.debug=1"
-	}
 	if name := bundle.RootfsFile(m.RootfsFormat); name != "" {
-		cfg.Disks = []vm.Disk{{Path: filepath.Join(dir, name), ReadOnly: true}}
+		cfg.Disks = []vm.Disk{{Path: filepath.Join(dir, name), ReadOnly: true, Serial: bootcfg.RootfsSerial}}
 	}
 	if opts.Network != NetworkNone {
 		cfg.Network = &vm.Network{Forwards: opts.Forwards}

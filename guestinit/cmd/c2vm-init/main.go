@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/guestinit"
 	"golang.org/x/sys/unix"
 )
@@ -29,9 +30,9 @@ func main() {
 
 	sys := &guestinit.Linux{}
 	guestinit.Boot(context.Background(), sys, guestinit.Options{Stop: stop})
-	// Boot returns only when PowerOff reported success; PID 1 must never exit.
+	// Boot returns only when Halt reported success; PID 1 must never exit.
 	for {
-		sys.PowerOff()
+		sys.Halt(bootcfg.HaltPowerOff)
 		time.Sleep(time.Second)
 	}
 }

@@ -1,0 +1,35 @@
+package bootcfg
+
+import "strings"
+
+// The boot config travels in the initrd, which every VMM that boots a bundle shares; what differs
+// between VMMs goes on their kernel command lines (a runner descriptor's boot args).
+
+// HaltArg on the kernel command line says how the init ends the VM: HaltArg=HaltPowerOff (the
+// default) or HaltArg=HaltReboot, for VMMs that end a VM only when it reboots (Firecracker on
+// x86, with reboot=k).
+const HaltArg = "c2vm.halt"
+
+// Halt modes.
+const (
+	HaltPowerOff = "poweroff"
+	HaltReboot   = "reboot"
+)
+
+// FormatHalt returns the command-line argument for a halt mode.
+func FormatHalt(mode string) string { return HaltArg + "=" + mode }
+
+// ParseHalt returns the halt mode a kernel command line asks for (the last HaltArg wins; a missing
+// or unknown one is HaltPowerOff).
+func ParseHalt(cmdline string) string {
+	mode := HaltPowerOff
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, HaltArg+"="); ok {
+			mode = HaltPowerOff
+			if v == HaltReboot {
+				mode = HaltReboot
+			}
+		}
+	}
+	return mode
+}
