@@ -12,6 +12,7 @@ import (
 const (
 	ModeDir     = 0o040000
 	ModeSymlink = 0o120000
+	ModeCharDev = 0o020000
 	modeReg     = 0o100000
 	modeType    = 0o170000
 )
@@ -19,16 +20,19 @@ const (
 // File is one entry of the archive. Path is absolute in the guest ("/sbin/runc"). Mode holds the
 // permission bits (setuid/setgid/sticky included), optionally with ModeDir or ModeSymlink; a
 // regular file with Mode 0 gets 0644. A regular file's content is Data, or the host file Source,
-// streamed when the archive is written; a symlink's target is Data.
+// streamed when the archive is written; a symlink's target is Data; a character device (ModeCharDev)
+// has Major and Minor.
 type File struct {
-	Path   string
-	Mode   uint32
-	Data   []byte
-	Source string
+	Path         string
+	Mode         uint32
+	Data         []byte
+	Source       string
+	Major, Minor uint32
 }
 
 func (f File) isDir() bool     { return f.Mode&modeType == ModeDir }
 func (f File) isSymlink() bool { return f.Mode&modeType == ModeSymlink }
+func (f File) isCharDev() bool { return f.Mode&modeType == ModeCharDev }
 
 // cpioName turns a guest path into the archive's name for it ("sbin/runc"), rejecting paths that
 // are not absolute, not clean or name the root.
@@ -88,6 +92,10 @@ func checkFile(f File) error {
 	case ModeSymlink:
 		if len(f.Data) == 0 || f.Source != "" {
 			return fmt.Errorf("initrd path %s: a symlink needs its target in Data", f.Path)
+		}
+	case ModeCharDev:
+		if f.Data != nil || f.Source != "" {
+			return fmt.Errorf("initrd path %s: a device has no content", f.Path)
 		}
 	default:
 		return fmt.Errorf("initrd path %s: unsupported file type %#o", f.Path, f.Mode&modeType)

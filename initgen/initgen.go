@@ -52,6 +52,9 @@ type Options struct {
 	Compression string
 }
 
+// DevNullPath is the one device node the initrd carries (devtmpfs is mounted over /dev later).
+const DevNullPath = "/dev/null"
+
 // Write writes the initrd for opts to w.
 func Write(ctx context.Context, w io.Writer, opts Options) error {
 	files, err := Files(opts)
@@ -75,6 +78,9 @@ func Files(opts Options) ([]File, error) {
 	files := []File{
 		{Path: InitPath, Mode: 0o755, Data: opts.Init.Data, Source: opts.Init.Source},
 		{Path: RuncPath, Mode: 0o755, Data: opts.Runc.Data, Source: opts.Runc.Source},
+		// The Go runtime of /init opens /dev/null for fds 0-2 when the kernel found no console to
+		// give it (console=hvc0 before virtio_console is loaded) and dies without it.
+		{Path: DevNullPath, Mode: ModeCharDev | 0o666, Major: 1, Minor: 3},
 	}
 	if opts.BootConfig != nil {
 		files = append(files, File{Path: bootcfg.Path, Mode: 0o644, Data: opts.BootConfig})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,8 +17,8 @@ import (
 	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/internal/fakekernel"
-	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
+	"github.com/u-root/u-root/pkg/cpio"
 )
 
 const fakeVer = "6.1.0-99-test-amd64"
@@ -45,7 +46,7 @@ func fakeKernel(t *testing.T) *kernel.Kernel {
 // entry is one cpio record read back.
 type entry struct {
 	Name     string
-	Mode     cpio.FileMode
+	Mode     uint64
 	UID, GID int
 	MTime    int64
 	Data     string
@@ -78,24 +79,20 @@ func readInitrd(t *testing.T, b []byte, compression string) []entry {
 	if err != nil {
 		t.Fatalf("decompress %s: %v", compression, err)
 	}
-	cr := cpio.NewReader(bytes.NewReader(raw))
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatalf("read cpio: %v", err)
+	}
 	var out []entry
-	for {
-		h, err := cr.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	for _, rec := range recs {
+		var data []byte
+		if rec.ReaderAt != nil {
+			data, _ = io.ReadAll(io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)))
 		}
-		if err != nil {
-			t.Fatalf("read cpio: %v", err)
+		if rec.Mode&cpio.S_IFMT == cpio.S_IFCHR {
+			data = []byte(fmt.Sprintf("%d:%d", rec.Rmajor, rec.Rminor))
 		}
-		data, err := io.ReadAll(cr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Mode&^cpio.ModePerm&^(cpio.ModeSetuid|cpio.ModeSetgid|cpio.ModeSticky) == cpio.TypeSymlink {
-			data = []byte(h.Linkname)
-		}
-		out = append(out, entry{h.Name, h.Mode, h.Uid, h.Guid, h.ModTime.Unix(), string(data)})
+		out = append(out, entry{rec.Name, rec.Mode, int(rec.UID), int(rec.GID), int64(rec.MTime), string(data)})
 	}
 	if !bytes.Contains(raw, []byte("TRAILER!!!")) || len(raw)%4 != 0 {
 		t.Errorf("archive of %d bytes without a trailer or not 4-byte aligned", len(raw))
@@ -152,29 +149,31 @@ func TestWriteContents(t *testing.T) {
 			es := readInitrd(t, write(t, opts), comp)
 			mods := "lib/modules/" + fakeVer + "/"
 			want := map[string]struct {
-				mode cpio.FileMode
+				mode uint64
 				data string
 			}{
-				"init":                                {cpio.TypeReg | 0o755, "init binary"},
-				"sbin":                                {cpio.TypeDir | 0o755, ""},
-				"sbin/runc":                           {cpio.TypeReg | 0o755, "#!runc binary"},
-				"c2vm":                                {cpio.TypeDir | 0o755, ""},
-				strings.TrimPrefix(bootcfg.Path, "/"): {cpio.TypeReg | 0o644, `{"version":"1.0"}`},
-				strings.TrimPrefix(bootcfg.SpecPath, "/"): {cpio.TypeReg | 0o644, `{"ociVersion":"1.2.0"}`},
-				"etc/hostname":                    {cpio.TypeReg | 0o644, "vm\n"},
-				"bin/su":                          {cpio.TypeReg | 0o4755, "setuid"},
-				"bin/sh":                          {cpio.TypeSymlink | 0o777, "busybox"},
-				"tmp":                             {cpio.TypeDir | 0o1777, ""},
-				"empty":                           {cpio.TypeReg | 0o644, ""},
-				"lib":                             {cpio.TypeDir | 0o755, ""},
-				mods + "kernel/fs/erofs/erofs.ko": {cpio.TypeReg | 0o644, ""},
-				mods + "modules.dep": {cpio.TypeReg | 0o644, "kernel/lib/libcrc32c.ko:\n" +
+				"init":                                {cpio.S_IFREG | 0o755, "init binary"},
+				"sbin":                                {cpio.S_IFDIR | 0o755, ""},
+				"sbin/runc":                           {cpio.S_IFREG | 0o755, "#!runc binary"},
+				"dev":                                 {cpio.S_IFDIR | 0o755, ""},
+				"dev/null":                            {cpio.S_IFCHR | 0o666, "1:3"},
+				"c2vm":                                {cpio.S_IFDIR | 0o755, ""},
+				strings.TrimPrefix(bootcfg.Path, "/"): {cpio.S_IFREG | 0o644, `{"version":"1.0"}`},
+				strings.TrimPrefix(bootcfg.SpecPath, "/"): {cpio.S_IFREG | 0o644, `{"ociVersion":"1.2.0"}`},
+				"etc/hostname":                    {cpio.S_IFREG | 0o644, "vm\n"},
+				"bin/su":                          {cpio.S_IFREG | 0o4755, "setuid"},
+				"bin/sh":                          {cpio.S_IFLNK | 0o777, "busybox"},
+				"tmp":                             {cpio.S_IFDIR | 0o1777, ""},
+				"empty":                           {cpio.S_IFREG | 0o644, ""},
+				"lib":                             {cpio.S_IFDIR | 0o755, ""},
+				mods + "kernel/fs/erofs/erofs.ko": {cpio.S_IFREG | 0o644, ""},
+				mods + "modules.dep": {cpio.S_IFREG | 0o644, "kernel/lib/libcrc32c.ko:\n" +
 					"kernel/fs/erofs/erofs.ko: kernel/lib/libcrc32c.ko\n" +
 					"kernel/fs/overlayfs/overlay.ko:\n" +
 					"kernel/drivers/virtio/virtio_ring.ko:\n" +
 					"kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n" +
 					"kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"},
-				mods + "modules.builtin": {cpio.TypeReg | 0o644, "kernel/fs/ext4/ext4.ko\n"},
+				mods + "modules.builtin": {cpio.S_IFREG | 0o644, "kernel/fs/ext4/ext4.ko\n"},
 			}
 			got := byName(es)
 			for name, w := range want {
@@ -224,7 +223,7 @@ func assertWellFormed(t *testing.T, es []entry) {
 		}
 		if i := strings.LastIndexByte(e.Name, '/'); i >= 0 {
 			p, ok := seen[e.Name[:i]]
-			if !ok || !p.Mode.IsDir() {
+			if !ok || p.Mode&cpio.S_IFMT != cpio.S_IFDIR {
 				t.Errorf("%s comes before its parent directory %s", e.Name, e.Name[:i])
 			}
 		}
@@ -312,7 +311,10 @@ func TestWriteErrors(t *testing.T) {
 		{"parent is a file", func(o *Options) { o.Extra = append(o.Extra, File{Path: "/init/x"}) }, "parent /init is not a directory"},
 		{"dir with data", func(o *Options) { o.Extra = append(o.Extra, File{Path: "/d", Mode: ModeDir, Data: []byte("x")}) }, "no content"},
 		{"empty symlink", func(o *Options) { o.Extra = append(o.Extra, File{Path: "/l", Mode: ModeSymlink | 0o777}) }, "target"},
-		{"device", func(o *Options) { o.Extra = append(o.Extra, File{Path: "/dev/null", Mode: 0o020666}) }, "unsupported file type"},
+		{"block device", func(o *Options) { o.Extra = append(o.Extra, File{Path: "/dev/vda", Mode: 0o060660}) }, "unsupported file type"},
+		{"device with content", func(o *Options) {
+			o.Extra = append(o.Extra, File{Path: "/dev/zero", Mode: ModeCharDev | 0o666, Data: []byte("x")})
+		}, "a device has no content"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -342,8 +344,8 @@ func TestWriteFiles(t *testing.T) {
 	}
 	es := readInitrd(t, b.Bytes(), Gzip)
 	want := []entry{
-		{Name: "c2vm", Mode: cpio.TypeDir | 0o755},
-		{Name: "c2vm/override.json", Mode: cpio.TypeReg | 0o600, Data: "{}"},
+		{Name: "c2vm", Mode: cpio.S_IFDIR | 0o755},
+		{Name: "c2vm/override.json", Mode: cpio.S_IFREG | 0o600, Data: "{}"},
 	}
 	if !slices.Equal(es, want) {
 		t.Errorf("entries %+v, want %+v", es, want)

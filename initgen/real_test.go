@@ -1,6 +1,8 @@
 package initgen
 
 import (
+	"github.com/u-root/u-root/pkg/cpio"
+
 	"bytes"
 	"context"
 	"os"
@@ -47,11 +49,11 @@ func TestRealInitrdModules(t *testing.T) {
 	root := t.TempDir()
 	for _, e := range es {
 		dst := filepath.Join(root, filepath.FromSlash(e.Name))
-		if e.Mode.IsDir() {
+		if e.Mode&cpio.S_IFMT == cpio.S_IFDIR {
 			if err := os.MkdirAll(dst, 0o755); err != nil {
 				t.Fatal(err)
 			}
-		} else if e.Mode.IsRegular() {
+		} else if e.Mode&cpio.S_IFMT == cpio.S_IFREG {
 			if err := os.WriteFile(dst, []byte(e.Data), 0o644); err != nil {
 				t.Fatal(err)
 			}

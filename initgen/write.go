@@ -1,6 +1,7 @@
 package initgen
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cavaliergopher/cpio"
+	"github.com/u-root/u-root/pkg/cpio"
 )
 
 // EnvSourceDateEpoch is the reproducible-builds variable; when set, it is every entry's mtime.
@@ -55,52 +56,48 @@ func modTime() (time.Time, error) {
 }
 
 func writeCpio(ctx context.Context, w io.Writer, files []File, mtime time.Time) error {
-	cw := cpio.NewWriter(w)
-	for _, f := range files {
+	cw := cpio.Newc.Writer(w)
+	for i, f := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := writeEntry(cw, f, mtime); err != nil {
+		if err := writeEntry(cw, f, uint64(i+1), mtime); err != nil {
 			return fmt.Errorf("initrd: %s: %w", f.Path, err)
 		}
 	}
-	if err := cw.Close(); err != nil {
+	if err := cpio.WriteTrailer(cw); err != nil {
 		return fmt.Errorf("initrd: cpio trailer: %w", err)
 	}
 	return nil
 }
 
-func writeEntry(cw *cpio.Writer, f File, mtime time.Time) error {
-	h := &cpio.Header{Name: f.Path[1:], Mode: cpio.FileMode(f.Mode), ModTime: mtime, Links: 1}
+// writeEntry writes one record owned by 0:0 (newc, as the kernel's initramfs unpacker reads it).
+func writeEntry(cw cpio.RecordWriter, f File, ino uint64, mtime time.Time) error {
+	info := cpio.Info{Ino: ino, Mode: uint64(f.Mode), NLink: 1, MTime: uint64(mtime.Unix()), Name: f.Path[1:]}
 	switch {
 	case f.isDir():
-		h.Links = 2
-		return cw.WriteHeader(h)
+		info.NLink = 2
+		return cw.WriteRecord(cpio.Record{Info: info})
+	case f.isCharDev():
+		info.Rmajor, info.Rminor = uint64(f.Major), uint64(f.Minor)
+		return cw.WriteRecord(cpio.Record{Info: info})
 	case f.isSymlink():
-		h.Size = int64(len(f.Data))
-		return writeData(cw, h, f.Data)
+		info.FileSize = uint64(len(f.Data))
+		return cw.WriteRecord(cpio.Record{Info: info, ReaderAt: bytes.NewReader(f.Data)})
 	}
 	if f.Mode&0o7777 == 0 {
-		h.Mode |= 0o644
+		info.Mode |= 0o644
 	}
-	h.Mode |= modeReg
+	info.Mode |= modeReg
 	if f.Source == "" {
-		h.Size = int64(len(f.Data))
-		return writeData(cw, h, f.Data)
+		info.FileSize = uint64(len(f.Data))
+		return cw.WriteRecord(cpio.Record{Info: info, ReaderAt: bytes.NewReader(f.Data)})
 	}
-	return writeSource(cw, h, f.Source)
-}
-
-func writeData(cw *cpio.Writer, h *cpio.Header, data []byte) error {
-	if err := cw.WriteHeader(h); err != nil {
-		return err
-	}
-	_, err := cw.Write(data)
-	return err
+	return writeSource(cw, info, f.Source)
 }
 
 // writeSource streams a host file; it must not change size while it is read.
-func writeSource(cw *cpio.Writer, h *cpio.Header, src string) error {
+func writeSource(cw cpio.RecordWriter, info cpio.Info, src string) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return err
@@ -113,16 +110,12 @@ func writeSource(cw *cpio.Writer, h *cpio.Header, src string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("source %s: not a regular file", src)
 	}
-	h.Size = fi.Size()
-	if err := cw.WriteHeader(h); err != nil {
-		return err
-	}
-	n, err := io.Copy(cw, f)
-	if err != nil {
+	info.FileSize = uint64(fi.Size())
+	if err := cw.WriteRecord(cpio.Record{Info: info, ReaderAt: f}); err != nil { // closes f
 		return fmt.Errorf("source %s: %w", src, err)
 	}
-	if n != h.Size {
-		return fmt.Errorf("source %s: changed size while read (%d of %d bytes)", src, n, h.Size)
+	if fi2, err := os.Stat(src); err != nil || fi2.Size() != fi.Size() {
+		return fmt.Errorf("source %s: changed size while read", src)
 	}
 	return nil
 }

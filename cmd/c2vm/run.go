@@ -49,6 +49,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "stop-signal", Usage: "signal that stops the workload on Ctrl-C/SIGTERM", DefaultText: "the image's, else SIGTERM"},
 			&cli.StringFlag{Name: "accel", Value: vm.AccelAuto, EnvVars: []string{"C2VM_ACCEL"}, Usage: "auto (KVM when hardware virtualization backs /dev/kvm, else TCG), kvm or tcg"},
 			&cli.BoolFlag{Name: "debug", Usage: "show the kernel console and the init's steps on stderr"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the QEMU command line run would use, and stop"},
 		}...), dockerFlags()...),
 		Action: runRun,
 	}
@@ -88,6 +89,14 @@ func runRun(c *cli.Context) error {
 	}
 	defer plan.Close()
 	cfg := plan.VM
+	if c.Bool("dry-run") {
+		argv, err := vm.DryRun(cfg)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		fmt.Fprintln(c.App.Writer, quoteArgs(argv))
+		return nil
+	}
 	cfg.Stdout, cfg.Stderr = c.App.Writer, c.App.ErrWriter
 	restore, err := setupTerminal(c, &cfg)
 	defer restore()

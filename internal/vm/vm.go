@@ -119,6 +119,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return boot(ctx, cfg, Accel{Name: AccelTCG, Auto: true, Reason: "KVM failed", Fallback: ns.reason})
 }
 
+// DryRun returns the QEMU command line Run would start first (the accelerator chosen as Run
+// chooses it), with placeholder socket paths under $XDG_RUNTIME_DIR-like "c2vm-vm-*".
+func DryRun(cfg Config) ([]string, error) {
+	acc, err := ChooseAccel(cfg.Accel, cfg.Arch, cfg.Host)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Accel = acc.Name
+	dir := filepath.Join(os.TempDir(), "c2vm-vm-XXXX")
+	socks := map[string]string{}
+	for _, n := range []string{portConsole, portStdout, portStderr, portStatus} {
+		socks[n] = filepath.Join(dir, n+".sock")
+	}
+	if cfg.Stdin != nil {
+		socks[portStdin] = filepath.Join(dir, portStdin+".sock")
+	}
+	return Argv(cfg, socks)
+}
+
 // notStartedError is a KVM boot that ended before the guest init reported in.
 type notStartedError struct{ reason string }
 

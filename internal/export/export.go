@@ -1,0 +1,195 @@
+// Package export writes runner descriptors for a c2vm bundle, so that a VMM other than `c2vm run`
+// can boot it: a standalone QEMU script, a Tangled spindle image (spec.json), a Firecracker
+// config with the uncompressed vmlinux it needs, and a Cloud Hypervisor script. Each descriptor
+// lives in its own directory with the bundle's files hard-linked (or copied) in, and paths
+// relative to it; the guest finds its rootfs by identity and reports the workload's exit status on
+// the console, so no c2vm-specific device layout is needed.
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/c2vm/c2vm/convert/bundle"
+)
+
+// Runners, as `c2vm export --runner` takes them.
+const (
+	QEMU            = "qemu"
+	Spindle         = "spindle"
+	Firecracker     = "firecracker"
+	CloudHypervisor = "cloud-hypervisor"
+)
+
+// Runners lists the runner names, sorted.
+func Runners() []string { return []string{CloudHypervisor, Firecracker, QEMU, Spindle} }
+
+// Options for Write. The zero value of each field is the sensible default.
+type Options struct {
+	Runner string // one of Runners
+	// TCG makes the spindle descriptor work on a host without KVM (accel=tcg in the machine, an
+	// early TSC frequency for the microvm machine); the default is spindle's stock KVM machine.
+	TCG bool
+}
+
+// Result says what Write wrote.
+type Result struct {
+	Dir   string
+	Files []string // relative to Dir, sorted
+	Entry string   // the file to run or hand to the VMM
+}
+
+// Write exports the bundle at bundleDir for opts.Runner into dir, which must not exist or be
+// empty. It is atomic: the directory appears complete or not at all.
+func Write(ctx context.Context, bundleDir, dir string, opts Options) (*Result, error) {
+	m, err := bundle.Read(bundleDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.CheckFiles(bundleDir); err != nil {
+		return nil, err
+	}
+	if m.Platform.Architecture != "amd64" {
+		return nil, fmt.Errorf("export: the bundle is %s/%s: runner descriptors are written for amd64 bundles only", m.Platform.OS, m.Platform.Architecture)
+	}
+	w, ok := writers[opts.Runner]
+	if !ok {
+		return nil, fmt.Errorf("export: unknown runner %q: want %s", opts.Runner, strings.Join(Runners(), ", "))
+	}
+	if err := usableTarget(dir); err != nil {
+		return nil, err
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".c2vm-export-")
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	defer os.RemoveAll(stage)
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	e := &exporter{ctx: ctx, m: m, src: bundleDir, dir: stage, opts: opts}
+	entry, err := w(e)
+	if err != nil {
+		return nil, fmt.Errorf("export %s: %w", opts.Runner, err)
+	}
+	os.Remove(dir) // an empty directory (checked above)
+	if err := os.Rename(stage, dir); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	sort.Strings(e.files)
+	return &Result{Dir: dir, Files: e.files, Entry: entry}, nil
+}
+
+// usableTarget accepts a missing or empty directory.
+func usableTarget(dir string) error {
+	ents, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("export: %s: %w", dir, err)
+	case len(ents) > 0:
+		return fmt.Errorf("export: %s exists and is not empty: give a new directory", dir)
+	}
+	return nil
+}
+
+var writers = map[string]func(*exporter) (string, error){
+	QEMU:            writeQEMU,
+	Spindle:         writeSpindle,
+	Firecracker:     writeFirecracker,
+	CloudHypervisor: writeCloudHypervisor,
+}
+
+// exporter is one export in progress.
+type exporter struct {
+	ctx   context.Context
+	m     *bundle.Manifest
+	src   string
+	dir   string
+	opts  Options
+	files []string
+}
+
+// rootfs returns the bundle's rootfs file name, "" for the initrd format.
+func (e *exporter) rootfs() string { return bundle.RootfsFile(e.m.RootfsFormat) }
+
+// link puts a bundle file into the export: a hard link, else a copy.
+func (e *exporter) link(name string) error {
+	src, dst := filepath.Join(e.src, name), filepath.Join(e.dir, name)
+	if err := os.Link(src, dst); err != nil {
+		if err := copyFile(src, dst); err != nil {
+			return fmt.Errorf("copy %s: %w", name, err)
+		}
+	}
+	e.files = append(e.files, name)
+	return nil
+}
+
+// linkBoot links the kernel (unless the runner has its own), the initrd and the rootfs.
+func (e *exporter) linkBoot(kernel bool) error {
+	names := []string{bundle.InitrdFile}
+	if kernel {
+		names = append(names, bundle.KernelFile)
+	}
+	if r := e.rootfs(); r != "" {
+		names = append(names, r)
+	}
+	for _, n := range names {
+		if err := e.link(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write writes a new file of the export.
+func (e *exporter) write(name string, data []byte, perm os.FileMode) error {
+	if err := os.WriteFile(filepath.Join(e.dir, name), data, perm); err != nil {
+		return err
+	}
+	if err := os.Chmod(filepath.Join(e.dir, name), perm); err != nil {
+		return err
+	}
+	e.files = append(e.files, name)
+	return nil
+}
+
+// bootArgs returns the bundle's kernel command line with the console replaced and extra
+// arguments appended.
+func (e *exporter) bootArgs(console string, extra ...string) string {
+	var out []string
+	for _, f := range strings.Fields(e.m.BootArgs) {
+		if strings.HasPrefix(f, "console=") {
+			f = "console=" + console
+		}
+		out = append(out, f)
+	}
+	return strings.Join(append(out, extra...), " ")
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
