@@ -168,3 +168,38 @@ func TestParseHalt(t *testing.T) {
 		}
 	}
 }
+
+// TestWire pins the host-guest lines byte for byte and checks each parse undoes its format.
+func TestWire(t *testing.T) {
+	if got := FormatStatus(137); got != "c2vm-exit-status: 137\n" {
+		t.Errorf("FormatStatus = %q", got)
+	}
+	for _, n := range []int{0, 1, 125, 255} {
+		if got, ok := ParseStatus(FormatStatus(n)); !ok || got != n {
+			t.Errorf("ParseStatus(FormatStatus(%d)) = %d, %v", n, got, ok)
+		}
+	}
+	if got, ok := ParseStatus("c2vm-exit-status: 7\r\n"); !ok || got != 7 {
+		t.Errorf("status with CRLF: %d %v", got, ok)
+	}
+	for _, bad := range []string{"c2vm-exit-status: 256", "c2vm-exit-status: -1", "x c2vm-exit-status: 1", ReadyLine} {
+		if _, ok := ParseStatus(bad); ok {
+			t.Errorf("ParseStatus(%q) accepted", bad)
+		}
+	}
+	if got := FormatWinsize(24, 80); got != "winsize 24 80\n" {
+		t.Errorf("FormatWinsize = %q", got)
+	}
+	if r, c, ok := ParseWinsize(FormatWinsize(50, 132)); !ok || r != 50 || c != 132 {
+		t.Errorf("ParseWinsize round trip: %d %d %v", r, c, ok)
+	}
+	if _, _, ok := ParseWinsize("winsize 1 99999"); ok {
+		t.Error("winsize beyond 16 bits accepted")
+	}
+	if f, err := ParseMountFlags([]string{"ro", "nosuid", "rbind"}); err != nil || f == 0 {
+		t.Errorf("ParseMountFlags = %#x, %v", f, err)
+	}
+	if StopLine != "stop" || ReadyLine != "c2vm-init-ready" || RootfsSerial != "c2vm-rootfs" || RuncPath != "/sbin/runc" {
+		t.Error("a wire constant changed: old bundles and hosts would no longer agree")
+	}
+}

@@ -8,13 +8,6 @@ import (
 	"strings"
 )
 
-var knownFlags = map[string]bool{
-	"ro": true, "rw": true, "nosuid": true, "nodev": true, "noexec": true, "relatime": true,
-	"noatime": true, "nodiratime": true, "strictatime": true, "sync": true, "dirsync": true,
-	"bind": true, "rbind": true, "private": true, "rprivate": true, "shared": true, "rshared": true,
-	"slave": true, "rslave": true, "remount": true,
-}
-
 // Validate rejects a config the init could not carry out. The error names the offending field.
 func (c *Config) Validate() error {
 	major, _, err := ParseVersion(c.Version)
@@ -91,7 +84,7 @@ func (m Mount) validate() error {
 		return errors.New("fstype: empty")
 	}
 	for _, f := range m.Flags {
-		if !knownFlags[f] {
+		if _, ok := MountFlags[f]; !ok {
 			return fmt.Errorf("flags: unknown mount flag %q", f)
 		}
 	}

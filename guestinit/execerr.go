@@ -6,15 +6,17 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+
+	"github.com/c2vm/c2vm/bootcfg"
 )
 
 // Docker's statuses for a workload that could not be started (runc's own message still reaches the
 // workload's stderr).
 const (
 	// CannotRunStatus: the command exists but cannot be executed (permissions, format).
-	CannotRunStatus = 126
+	CannotRunStatus = bootcfg.StatusCannotRun
 	// NotFoundStatus: the command was not found.
-	NotFoundStatus = 127
+	NotFoundStatus = bootcfg.StatusNotFound
 )
 
 // runcLog is where runc writes its log (JSON lines): the init reads it when runc fails, to tell a

@@ -11,28 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var mountFlags = map[string]uintptr{
-	"ro": unix.MS_RDONLY, "rw": 0, "nosuid": unix.MS_NOSUID, "nodev": unix.MS_NODEV,
-	"noexec": unix.MS_NOEXEC, "relatime": unix.MS_RELATIME, "noatime": unix.MS_NOATIME,
-	"nodiratime": unix.MS_NODIRATIME, "strictatime": unix.MS_STRICTATIME, "sync": unix.MS_SYNCHRONOUS,
-	"dirsync": unix.MS_DIRSYNC, "bind": unix.MS_BIND, "rbind": unix.MS_BIND | unix.MS_REC,
-	"private": unix.MS_PRIVATE, "rprivate": unix.MS_PRIVATE | unix.MS_REC, "shared": unix.MS_SHARED,
-	"rshared": unix.MS_SHARED | unix.MS_REC, "slave": unix.MS_SLAVE, "rslave": unix.MS_SLAVE | unix.MS_REC,
-	"remount": unix.MS_REMOUNT,
-}
-
 // parseFlags turns the boot config's flag names into mount(2) flags.
-func parseFlags(names []string) (uintptr, error) {
-	var f uintptr
-	for _, n := range names {
-		v, ok := mountFlags[n]
-		if !ok {
-			return 0, fmt.Errorf("unknown mount flag %q", n)
-		}
-		f |= v
-	}
-	return f, nil
-}
+func parseFlags(names []string) (uintptr, error) { return bootcfg.ParseMountFlags(names) }
 
 // stepMounts mounts the boot config's filesystems; optional ones may fail. Then it reads the
 // kernel command line for the debug switch.

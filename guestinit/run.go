@@ -22,7 +22,7 @@ const (
 	portWriteTimeout   = 2 * time.Second
 	// StopRequest is the line (on the status port) or message (Options.Stop) that asks the init
 	// to stop the workload.
-	StopRequest = "stop"
+	StopRequest = bootcfg.StopLine
 )
 
 // stepRun runs the container with runc, reaps every child until runc exits, forwards stop

@@ -12,7 +12,7 @@ import (
 )
 
 // FailureStatus is the status reported when the init itself fails.
-const FailureStatus = 125
+const FailureStatus = bootcfg.StatusInitFailed
 
 // Step is one named, idempotent piece of the boot. A failing optional step is logged and skipped;
 // a failing required step ends the boot with FailureStatus.
@@ -159,9 +159,7 @@ func failureLine(step string, err error) string {
 }
 
 // StatusLine is the line that reports the exit status.
-func StatusLine(status int) string {
-	return fmt.Sprintf("%s%d\n", bootcfg.StatusLinePrefix, status)
-}
+func StatusLine(status int) string { return bootcfg.FormatStatus(status) }
 
 func (st *State) reportFailure(step string, err error) {
 	line := failureLine(step, err)

@@ -11,7 +11,7 @@ import (
 
 const (
 	newRootDir = "/c2vm-newroot"
-	runcPath   = "/sbin/runc"
+	runcPath   = bootcfg.RuncPath
 )
 
 // stepSwitchRoot moves the init from the initramfs to a tmpfs root, because runc's pivot_root

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -180,16 +179,5 @@ func (t *terminal) finish(clock Clock) {
 	t.master.Close()
 }
 
-// parseWinsize parses "winsize ROWS COLS" (bootcfg.WinsizeRequest).
-func parseWinsize(line string) (rows, cols uint16, ok bool) {
-	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != bootcfg.WinsizeRequest {
-		return 0, 0, false
-	}
-	r, err1 := strconv.ParseUint(f[1], 10, 16)
-	c, err2 := strconv.ParseUint(f[2], 10, 16)
-	if err1 != nil || err2 != nil {
-		return 0, 0, false
-	}
-	return uint16(r), uint16(c), true
-}
+// parseWinsize parses a winsize request (bootcfg.FormatWinsize).
+func parseWinsize(line string) (rows, cols uint16, ok bool) { return bootcfg.ParseWinsize(line) }

@@ -20,8 +20,8 @@ import (
 
 // Well-known paths in the initrd.
 const (
-	InitPath = "/init"
-	RuncPath = "/sbin/runc"
+	InitPath = bootcfg.InitPath
+	RuncPath = bootcfg.RuncPath
 )
 
 // Blob is file content: in memory (Data) or a host file streamed when the archive is written

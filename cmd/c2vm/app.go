@@ -9,13 +9,15 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/c2vm/c2vm/bootcfg"
 )
 
 // Exit statuses of c2vm's own failures, as docker uses them.
 const (
-	ExitFailure     = 125 // c2vm itself failed
-	ExitCannotRun   = 126 // the command cannot be run
-	ExitNotFound    = 127 // the command was not found
+	ExitFailure     = bootcfg.StatusInitFailed // c2vm itself failed
+	ExitCannotRun   = bootcfg.StatusCannotRun  // the command cannot be run
+	ExitNotFound    = bootcfg.StatusNotFound   // the command was not found
 	exitInterrupted = 130
 )
 

@@ -134,6 +134,8 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 		{[]string{"run", "--bogus", dir}, "run: flag provided but not defined: -bogus (see c2vm run --help)"},
 		{[]string{"convert", "oci:" + dir, "-o", filepath.Join(dir, "b")}, "\"-o\" after the image: flags go before IMAGE"},
 		{[]string{"convert", "oci:" + dir}, "--output (-o) DIR is required"},
+		{[]string{"export", dir}, "export: --runner (cloud-hypervisor, firecracker, qemu, spindle) and -o DIR are required"},
+		{[]string{"export", "--runner", "qemu", "-o", filepath.Join(dir, "x"), dir}, "not a c2vm bundle"},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := c2vm(t, "", tt.args...)

@@ -103,7 +103,7 @@ func (r *relay) readStatus(c net.Conn) {
 		c.Write([]byte(r.winsize.line()))
 	}
 	for ; r.pending > 0; r.pending-- {
-		c.Write([]byte("stop\n"))
+		c.Write([]byte(bootcfg.StopLine + "\n"))
 	}
 	r.mu.Unlock()
 	msgs := r.cfg.Messages
@@ -132,7 +132,7 @@ func (r *relay) requestStop() {
 		r.pending++
 		return
 	}
-	r.status.Write([]byte("stop\n"))
+	r.status.Write([]byte(bootcfg.StopLine + "\n"))
 }
 
 // isReady reports whether the guest init has written on the status port.

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -288,18 +287,8 @@ func firstMatching(s, sub string) string {
 	return ""
 }
 
-// ParseStatus parses a status line "c2vm-exit-status: N".
-func ParseStatus(line string) (int, bool) {
-	rest, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), bootcfg.StatusLinePrefix)
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(rest))
-	if err != nil || n < 0 || n > 255 {
-		return 0, false
-	}
-	return n, true
-}
+// ParseStatus parses a status line "c2vm-exit-status: N" (bootcfg.ParseStatus).
+func ParseStatus(line string) (int, bool) { return bootcfg.ParseStatus(line) }
 
 // ports are the host ends of the guest's serial channels: QEMU connects to each as a client.
 type ports struct {

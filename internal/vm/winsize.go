@@ -1,8 +1,6 @@
 package vm
 
 import (
-	"fmt"
-
 	"github.com/c2vm/c2vm/bootcfg"
 )
 
@@ -11,9 +9,7 @@ type WindowSize struct {
 	Rows, Cols uint16
 }
 
-func (w WindowSize) line() string {
-	return fmt.Sprintf("%s %d %d\n", bootcfg.WinsizeRequest, w.Rows, w.Cols)
-}
+func (w WindowSize) line() string { return bootcfg.FormatWinsize(w.Rows, w.Cols) }
 
 // requestResize sends the terminal size to the guest, or keeps it until the status port connects.
 func (r *relay) requestResize(w WindowSize) {
