@@ -19,6 +19,7 @@ RUNC_VER   := $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/
 export C2VM_LIBDIR := $(BIN)
 
 PARITY_PKGS := docker.io mmdebstrap
+TEST_PKGS   := docker-registry apache2-utils skopeo openssl jq
 
 .PHONY: help deps deps-build kernel build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench clean
 
@@ -74,7 +75,8 @@ demo: deps kernel example ## convert the example image into a bundle and boot it
 
 test: test-go test-parity ## the full test suite: unit, fuzz seeds, VM tests under QEMU, docker parity
 
-test-go: deps kernel build ## unit tests, fuzz seeds and VM tests (QEMU)
+test-go: deps kernel build ## unit tests, fuzz seeds, VM tests (QEMU), registry tests (docker-registry)
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(TEST_PKGS)"
 	$(GO) test -count=1 -timeout 60m ./...
 
 test-parity: deps kernel build ## docker parity: real Dockerfiles, docker run vs c2vm run (starts its own dockerd)

@@ -25,6 +25,7 @@ import (
 	"github.com/c2vm/c2vm/convert/rootfs"
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/internal/registry"
 )
 
 // Defaults recorded in a bundle when the options leave them zero.
@@ -56,6 +57,9 @@ type Options struct {
 	Overrides    Overrides
 	Debug        bool  // guest init logs each step
 	MaxSize      int64 // bound on the uncompressed rootfs; 0 = flatten's default
+	// Insecure lists registry hosts reached over plain HTTP or unverified TLS (loopback
+	// addresses may use plain HTTP anyway).
+	Insecure []string
 	// Progress receives compressed bytes read per layer; Step receives stage names. nil = silent.
 	Progress func(layer string, done, total int64)
 	Step     func(name string)
@@ -128,7 +132,8 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	}
 	c.step("open image")
 	var img *image.Image
-	img, err = image.Open(ctx, c.opts.Image, image.Options{Platform: c.opts.Platform, Progress: c.progress(&img)})
+	img, err = image.Open(ctx, c.opts.Image, image.Options{Platform: c.opts.Platform, Progress: c.progress(&img),
+		Registry: registry.Options{Insecure: c.opts.Insecure, CacheDir: c.opts.CacheDir, Warn: c.opts.Warn}})
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ func convertCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "convert",
 		Usage:     "convert a container image into a VM bundle",
-		ArgsUsage: "IMAGE  (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] or a path)",
+		ArgsUsage: "IMAGE  (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], [docker://]HOST/REPO[:TAG|@DIGEST] or a path)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle directory to write (required)"},
 			&cli.StringFlag{Name: "platform", Usage: "image platform os/arch[/variant]", DefaultText: "the host's"},
@@ -32,6 +32,7 @@ func convertCommand() *cli.Command {
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "run as name, uid, uid:gid or user:group"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory of the workload"},
 			&cli.Int64Flag{Name: "max-size", Usage: "bound on the total uncompressed layer content and metadata in bytes", DefaultText: "64 GiB"},
+			&cli.StringSliceFlag{Name: "insecure-registry", Usage: "registry HOST[:PORT] to reach over plain HTTP or unverified TLS"},
 			&cli.BoolFlag{Name: "debug", Usage: "make the guest init log each boot step"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
 			&cli.BoolFlag{Name: "json", Usage: "print the bundle manifest as JSON"},
@@ -76,6 +77,7 @@ func runConvert(c *cli.Context) error {
 		CPUs:         cpus,
 		Debug:        c.Bool("debug"),
 		MaxSize:      c.Int64("max-size"),
+		Insecure:     c.StringSlice("insecure-registry"),
 		Overrides: convert.Overrides{
 			Env: c.StringSlice("env"), User: c.String("user"), WorkingDir: c.String("workdir"),
 		},

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/containerd/platforms"
+
+	"github.com/c2vm/c2vm/internal/registry"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -18,6 +20,8 @@ type Options struct {
 	Platform string
 	// Progress, when set, is called as a layer's compressed blob is read, with the bytes read so far.
 	Progress func(layer digest.Digest, n int64)
+	// Registry configures registry references (insecure hosts, the blob cache, warnings).
+	Registry registry.Options
 }
 
 // Image is one platform's image, opened for reading. Close releases the underlying file.
@@ -62,7 +66,7 @@ func Open(ctx context.Context, ref string, opts Options) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, r, err := openStore(r)
+	s, r, err := openStore(ctx, r, opts.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +116,21 @@ func resolve(ctx context.Context, s store, r Ref, want ocispec.Platform) (*Image
 	return c.load()
 }
 
-// openStore opens the directory or archive r names, detecting the transport of a bare path.
-func openStore(r Ref) (store, Ref, error) {
+// openStore opens the directory, archive or registry image r names, detecting the transport of
+// a bare reference.
+func openStore(ctx context.Context, r Ref, ropts registry.Options) (store, Ref, error) {
+	if r.Transport == "" {
+		if _, err := os.Stat(r.Path); err != nil && looksLikeRegistry(r.Path) {
+			r = Ref{Transport: TransportDocker, Path: r.Path}
+		}
+	}
+	if r.Transport == TransportDocker {
+		s, err := openRegistry(ctx, r, ropts)
+		if err != nil {
+			return nil, r, fmt.Errorf("image %s: %w", r, err)
+		}
+		return s, r, nil
+	}
 	if r.Transport == "" {
 		var err error
 		if r, err = splitBare(r.Path); err != nil {

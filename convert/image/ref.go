@@ -15,7 +15,7 @@ const (
 
 // otherTransports are containers-transports names c2vm knows of but does not read (yet); naming
 // them gives a clear error instead of treating "docker://x" as a file path.
-var otherTransports = []string{"docker", "docker-daemon", "containers-storage", "dir", "sif", "tarball", "ostree"}
+var otherTransports = []string{"docker-daemon", "containers-storage", "dir", "sif", "tarball", "ostree"}
 
 // Ref is a parsed image reference. Transport is "" for a bare path, whose kind Open detects from
 // its content. Tag is the OCI ref name for oci and oci-archive, and NAME:TAG for docker-archive.
@@ -25,6 +25,9 @@ type Ref struct {
 
 // String returns the reference in the form ParseRef accepts.
 func (r Ref) String() string {
+	if r.Transport == TransportDocker {
+		return "docker://" + r.Path
+	}
 	s := r.Path
 	if r.Transport != "" {
 		s = r.Transport + ":" + s
@@ -51,6 +54,8 @@ func ParseRef(s string) (Ref, error) {
 		return Ref{Path: s}, nil
 	case transport == TransportOCI, transport == TransportOCIArchive, transport == TransportDockerArchive:
 		return parseWithTransport(transport, rest)
+	case transport == TransportDocker && strings.HasPrefix(rest, "//"):
+		return Ref{Transport: TransportDocker, Path: strings.TrimPrefix(rest, "//")}, nil
 	case isOtherTransport(transport, rest):
 		return Ref{}, fmt.Errorf("image reference %q: transport %q is not supported; use oci:DIR, oci-archive:FILE or docker-archive:FILE", s, transport)
 	}

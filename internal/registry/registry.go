@@ -1,0 +1,300 @@
+// Package registry talks to OCI registries through containerd's docker remotes (resolver, fetcher,
+// pusher): references by docker's rules, credentials as docker users have them
+// ($DOCKER_CONFIG/config.json: auths, credsStore, credHelpers), TLS verified against the system
+// roots (SSL_CERT_FILE honoured), plain HTTP only for loopback addresses and --insecure-registry
+// hosts. Blobs pass through a content-addressed cache (containerd's local content store: written
+// to an ingest file, verified by digest and size, then renamed), so concurrent users never see a
+// partial blob and a digest reference works with the registry down.
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/remotes"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sirupsen/logrus"
+)
+
+// Options configure a Client. The zero value uses docker's config, the user cache dir and TLS.
+type Options struct {
+	// Insecure lists registry hosts (host[:port]) reached over plain HTTP or unverified TLS.
+	Insecure []string
+	// DockerConfig is the docker config file; "" = $DOCKER_CONFIG/config.json, else
+	// ~/.docker/config.json.
+	DockerConfig string
+	// CacheDir holds the blob cache (CacheDir/blobs/sha256/...) and the references seen
+	// (CacheDir/refs); "" = the user cache dir's c2vm.
+	CacheDir string
+	// Warn receives one-line warnings (a cached tag used while the registry is unreachable).
+	Warn func(string)
+}
+
+// Client is a registry client with a blob cache.
+type Client struct {
+	opts     Options
+	resolver remotes.Resolver
+	cache    content.Store
+	cacheDir string
+}
+
+// New returns a client.
+func New(opts Options) (*Client, error) {
+	dir := opts.CacheDir
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("registry cache: %w (set XDG_CACHE_HOME)", err)
+		}
+		dir = filepath.Join(base, "c2vm")
+	}
+	quietOnce.Do(func() { log.L = quietEntry() })
+	cache, err := local.NewStore(dir)
+	if err != nil {
+		return nil, fmt.Errorf("registry cache %s: %w", dir, err)
+	}
+	c := &Client{opts: opts, cache: cache, cacheDir: dir}
+	c.resolver = docker.NewResolver(docker.ResolverOptions{Hosts: c.hosts})
+	return c, nil
+}
+
+// quietOnce silences containerd's global logger (its content store warns through it, e.g. about
+// fs-verity): c2vm's library code never prints.
+var quietOnce sync.Once
+
+func quietEntry() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+// Quiet returns ctx with containerd's logger silenced: library code never prints.
+func Quiet(ctx context.Context) context.Context { return log.WithLogger(ctx, quietEntry()) }
+
+// rootCAs is the CA pool TLS verifies against: SSL_CERT_FILE's when set (read at each use, where
+// Go's own pool reads it once per process), else the system roots.
+func rootCAs() (*x509.CertPool, error) {
+	f := os.Getenv("SSL_CERT_FILE")
+	if f == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("SSL_CERT_FILE: %w", err)
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("SSL_CERT_FILE %s: no PEM certificates", f)
+	}
+	return p, nil
+}
+
+// ParseReference parses a registry reference by docker's rules (busybox is
+// docker.io/library/busybox:latest); an optional docker:// prefix is dropped.
+func ParseReference(s string) (reference.Named, error) {
+	s = strings.TrimPrefix(s, "docker://")
+	named, err := reference.ParseDockerRef(s)
+	if err != nil {
+		return nil, fmt.Errorf("registry reference %q: %w", s, err)
+	}
+	return named, nil
+}
+
+// hosts configures one registry host: https (docker.io is registry-1.docker.io), falling back to
+// plain HTTP for loopback and insecure hosts.
+func (c *Client) hosts(host string) ([]docker.RegistryHost, error) {
+	insecure := slices.Contains(c.opts.Insecure, host)
+	roots, err := rootCAs()
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, InsecureSkipVerify: insecure} // skip only for --insecure-registry hosts
+	var rt http.RoundTripper = tr
+	if insecure || isLoopback(host) {
+		rt = docker.NewHTTPFallback(tr)
+	}
+	client := &http.Client{Transport: rt, Timeout: 0}
+	name := host
+	if host == "docker.io" {
+		name = "registry-1.docker.io"
+	}
+	auth := docker.NewDockerAuthorizer(docker.WithAuthClient(client), docker.WithAuthCreds(c.credentials))
+	return []docker.RegistryHost{{
+		Client: client, Authorizer: auth, Host: name, Scheme: "https", Path: "/v2",
+		Capabilities: docker.HostCapabilityPull | docker.HostCapabilityResolve | docker.HostCapabilityPush,
+	}}, nil
+}
+
+func isLoopback(host string) bool {
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = host
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// Resolve returns the descriptor a reference names and the name to fetch it with. A digest
+// reference whose blob is cached needs no registry; a tag falls back to the digest it had last
+// time (with a warning) when the registry cannot be reached.
+func (c *Client) Resolve(ctx context.Context, ref reference.Named) (string, ocispec.Descriptor, error) {
+	name := ref.String()
+	if saved, ok := c.savedRef(ref); ok {
+		if _, isDigest := ref.(reference.Digested); isDigest {
+			if _, err := c.cache.Info(ctx, saved.Digest); err == nil {
+				return name, saved, nil
+			}
+		}
+	}
+	_, desc, err := c.resolver.Resolve(Quiet(ctx), name)
+	if err == nil {
+		c.saveRef(ref, desc)
+		return name, desc, nil
+	}
+	if saved, ok := c.savedRef(ref); ok && unreachable(err) {
+		if c.opts.Warn != nil {
+			c.opts.Warn(fmt.Sprintf("registry %s is unreachable (%v); using the cached %s (%s)", reference.Domain(ref), rootCause(err), reference.FamiliarString(ref), saved.Digest))
+		}
+		return name, saved, nil
+	}
+	return "", ocispec.Descriptor{}, describe(ref, err)
+}
+
+// Open returns a blob's content: from the cache, else from the registry while it is written to
+// the cache (committed only when its size and digest check out). The caller verifies what it
+// reads; a blob that another process is caching at the same time is streamed without caching.
+func (c *Client) Open(ctx context.Context, name string, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if ra, err := c.cache.ReaderAt(ctx, desc); err == nil {
+		return &readerAtCloser{Reader: io.NewSectionReader(ra, 0, ra.Size()), c: ra}, nil
+	}
+	f, err := c.resolver.Fetcher(Quiet(ctx), name)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := f.Fetch(Quiet(ctx), desc)
+	if err != nil {
+		ref, _ := ParseReference(name)
+		return nil, describeBlob(ref, desc, err)
+	}
+	w, err := c.cache.Writer(ctx, content.WithRef("c2vm-"+desc.Digest.String()), content.WithDescriptor(desc))
+	if err != nil { // e.g. locked by a concurrent fetch: stream only
+		return rc, nil
+	}
+	return &caching{ctx: ctx, r: rc, w: w, desc: desc, store: c.cache}, nil
+}
+
+// ReadBlob reads a whole (small) blob, at most max bytes.
+func (c *Client) ReadBlob(ctx context.Context, name string, desc ocispec.Descriptor, max int64) ([]byte, error) {
+	if desc.Size > max {
+		return nil, fmt.Errorf("blob %s is %d bytes, more than the %d allowed for metadata", desc.Digest, desc.Size, max)
+	}
+	rc, err := c.Open(ctx, name, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
+	}
+	if int64(len(b)) != desc.Size || desc.Digest.Algorithm().FromBytes(b) != desc.Digest {
+		return nil, fmt.Errorf("blob %s: digest or size mismatch: the registry sent other content", desc.Digest)
+	}
+	return b, nil
+}
+
+// Pusher returns a pusher for ref.
+func (c *Client) Pusher(ctx context.Context, ref reference.Named) (remotes.Pusher, error) {
+	return c.resolver.Pusher(Quiet(ctx), ref.String())
+}
+
+// Push uploads one blob or manifest unless the registry has it; it reports whether it did.
+func (c *Client) Push(ctx context.Context, p remotes.Pusher, desc ocispec.Descriptor, r io.Reader) (bool, error) {
+	w, err := p.Push(Quiet(ctx), desc)
+	if errdefs.IsAlreadyExists(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer w.Close()
+	if _, err := io.Copy(w, r); err != nil {
+		return false, err
+	}
+	if err := w.Commit(Quiet(ctx), desc.Size, desc.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
+		return false, err
+	}
+	return true, nil
+}
+
+type readerAtCloser struct {
+	io.Reader
+	c io.Closer
+}
+
+func (r *readerAtCloser) Close() error { return r.c.Close() }
+
+// caching copies what is read into the cache writer and commits once the whole blob went through
+// (the store checks size and digest then; a mismatch is simply not cached).
+type caching struct {
+	ctx   context.Context
+	r     io.ReadCloser
+	w     content.Writer
+	desc  ocispec.Descriptor
+	store content.Store
+	n     int64
+}
+
+func (c *caching) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 && c.w != nil {
+		c.n += int64(n)
+		if _, werr := c.w.Write(p[:n]); werr != nil {
+			c.abort()
+		}
+	}
+	if c.w != nil && (c.n >= c.desc.Size || errors.Is(err, io.EOF)) {
+		if cerr := c.w.Commit(c.ctx, c.desc.Size, c.desc.Digest); cerr != nil && !errdefs.IsAlreadyExists(cerr) {
+			c.abort()
+		} else {
+			c.w.Close()
+			c.w = nil
+		}
+	}
+	return n, err
+}
+
+// abort drops the partial blob.
+func (c *caching) abort() {
+	if c.w != nil {
+		c.w.Close()
+		c.store.Abort(c.ctx, "c2vm-"+c.desc.Digest.String())
+		c.w = nil
+	}
+}
+
+func (c *caching) Close() error {
+	c.abort()
+	return c.r.Close()
+}
