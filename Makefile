@@ -19,7 +19,7 @@ RUNC_VER   := $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/
 export C2VM_LIBDIR := $(BIN)
 
 PARITY_PKGS := docker.io mmdebstrap
-TEST_PKGS   := docker-registry apache2-utils skopeo openssl jq
+TEST_PKGS   := docker-registry apache2-utils skopeo openssl
 
 .PHONY: help deps deps-build kernel build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench clean
 

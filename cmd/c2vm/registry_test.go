@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -168,4 +171,92 @@ func TestRegistryMultiArch(t *testing.T) {
 	if code, _, stderr := e.convert(t, e.s.Addr+"/multi:v1", "--platform", "linux/s390x"); code != ExitFailure || !strings.Contains(stderr, "linux/arm64") {
 		t.Errorf("missing platform: exit %d, %q; want the available platforms listed", code, stderr)
 	}
+}
+
+// TestRegistryPushPull: a bundle pushed as an OCI artifact pulls back byte for byte into another
+// cache ("another host"), boots from its reference, reads with skopeo, pushes reproducibly, and a
+// blob tampered with in the registry's storage is refused with nothing left behind.
+func TestRegistryPushPull(t *testing.T) {
+	e := newRegistryEnv(t)
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	code, b, stderr := e.convert(t, e.s.Addr+"/app:v1")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	ref := e.s.Addr + "/bundles/app:v1"
+	code, out, stderr := c2vm(t, "", "push", "--json", b, ref)
+	if code != 0 {
+		t.Fatalf("push: %s", stderr)
+	}
+	var first struct {
+		Digest          string
+		Uploaded, Blobs int
+	}
+	if err := json.Unmarshal([]byte(out), &first); err != nil || first.Uploaded != 4 || first.Blobs != 4 {
+		t.Fatalf("push --json %q: %v", out, err)
+	}
+	_, out, _ = c2vm(t, "", "push", "--json", b, ref)
+	var again struct {
+		Digest   string
+		Uploaded int
+	}
+	json.Unmarshal([]byte(out), &again)
+	if again.Digest != first.Digest || again.Uploaded != 0 {
+		t.Errorf("second push: %q; want the same digest %s and no blob uploaded", out, first.Digest)
+	}
+	raw, err := exec.Command("skopeo", "inspect", "--raw", "--creds", e.s.User+":"+e.s.Password, "--tls-verify=false", "docker://"+ref).CombinedOutput()
+	if err != nil || !strings.Contains(string(raw), `"artifactType":"application/vnd.c2vm.bundle.v1"`) || !strings.Contains(string(raw), "org.opencontainers.image.title") {
+		t.Errorf("skopeo inspect --raw: %v\n%s", err, raw)
+	}
+
+	layout := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("skopeo", "copy", "--quiet", "--src-creds", e.s.User+":"+e.s.Password, "--src-tls-verify=false", "docker://"+ref, "oci:"+layout+":b").CombinedOutput(); err != nil {
+		t.Errorf("skopeo copy of the artifact to an OCI layout: %v: %s", err, out)
+	} else if _, err := os.Stat(filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(first.Digest, "sha256:"))); err != nil {
+		t.Errorf("skopeo's copy lacks the manifest %s: %v", first.Digest, err)
+	}
+
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // another host
+	pulled := filepath.Join(t.TempDir(), "pulled")
+	if code, _, stderr := c2vm(t, "", "pull", ref, pulled); code != 0 {
+		t.Fatalf("pull: %s", stderr)
+	}
+	for _, name := range []string{"bundle.json", "vmlinuz", "initrd.img", "rootfs.squashfs"} {
+		want, _ := os.ReadFile(filepath.Join(b, name))
+		got, err := os.ReadFile(filepath.Join(pulled, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: pulled copy differs (%v)", name, err)
+		}
+	}
+	if stdout, _ := runVM(t, 0, ref); stdout != "hello from the registry\n" {
+		t.Errorf("run %s: %q", ref, stdout)
+	}
+
+	t.Run("tampered blob", func(t *testing.T) {
+		t.Setenv("XDG_CACHE_HOME", t.TempDir())
+		m, _ := bundle.Read(b)
+		var initrd bundle.File
+		for _, f := range m.Files {
+			if f.Name == "initrd.img" {
+				initrd = f
+			}
+		}
+		data := filepath.Join(e.s.Dir, "data", "docker", "registry", "v2", "blobs", "sha256", initrd.SHA256[:2], initrd.SHA256, "data")
+		blob, err := os.ReadFile(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob[len(blob)/2] ^= 0xff
+		if err := os.WriteFile(data, blob, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dest := filepath.Join(t.TempDir(), "bad")
+		code, _, stderr := c2vm(t, "", "pull", ref, dest)
+		if code != ExitFailure || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "sha256:"+initrd.SHA256) || !strings.Contains(stderr, "mismatch") {
+			t.Errorf("tampered pull: exit %d, %q; want one line naming the blob", code, stderr)
+		}
+		if ents, _ := os.ReadDir(filepath.Dir(dest)); len(ents) != 0 {
+			t.Errorf("a failed pull left %v", ents)
+		}
+	})
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/internal/launch"
+	"github.com/c2vm/c2vm/internal/registry"
+	"github.com/c2vm/c2vm/internal/ship"
 	"github.com/c2vm/c2vm/internal/vm"
 )
 
@@ -26,7 +28,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "boot a VM bundle and run its workload; exits with the workload's exit status",
-		ArgsUsage: "DIR [-- COMMAND ARGS...]",
+		ArgsUsage: "DIR|[docker://]HOST/REPO[:TAG] [-- COMMAND ARGS...]",
 		// -it, as in docker.
 		UseShortOptionHandling: true,
 		Flags: append(append(terminalFlags(), []cli.Flag{
@@ -50,7 +52,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "accel", Value: vm.AccelAuto, EnvVars: []string{"C2VM_ACCEL"}, Usage: "auto (KVM when hardware virtualization backs /dev/kvm, else TCG), kvm or tcg"},
 			&cli.BoolFlag{Name: "debug", Usage: "show the kernel console and the init's steps on stderr"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the QEMU command line run would use, and stop"},
-		}...), dockerFlags()...),
+		}...), append(dockerFlags(), registryFlags()...)...),
 		Action: runRun,
 	}
 }
@@ -82,6 +84,9 @@ func runRun(c *cli.Context) error {
 	if t := timeout; t > 0 {
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
+	}
+	if dir, err = runBundleDir(c, dir); err != nil {
+		return err
 	}
 	plan, err := launch.Prepare(ctx, dir, opts)
 	if err != nil {
@@ -120,6 +125,19 @@ func runRun(c *cli.Context) error {
 		return vmError(err, res, timeout)
 	}
 	return exitError{code: res.ExitCode}
+}
+
+// runBundleDir returns the bundle to boot: DIR itself, or for a registry reference that is not a
+// local path the bundle pulled (verified) into the cache.
+func runBundleDir(c *cli.Context, arg string) (string, error) {
+	if _, err := os.Stat(arg); err == nil || !registry.LooksLikeReference(arg) {
+		return arg, nil
+	}
+	rc, err := registryClient(c)
+	if err != nil {
+		return "", err
+	}
+	return ship.PullCached(c.Context, rc, arg, rc.CacheDir(), c.String("platform"))
 }
 
 // reportAccel says which accelerator a boot uses: always when KVM failed and TCG takes over, and

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strings"
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/images"
@@ -27,14 +26,7 @@ const TransportDocker = "docker"
 const maxManifest = 4 << 20
 
 // looksLikeRegistry reports whether a bare reference names a registry host, as docker decides.
-func looksLikeRegistry(s string) bool {
-	first, _, ok := strings.Cut(s, "/")
-	if !ok || !(strings.ContainsAny(first, ".:") || first == "localhost") {
-		return false
-	}
-	_, err := registry.ParseReference(s)
-	return err == nil
-}
+func looksLikeRegistry(s string) bool { return registry.LooksLikeReference(s) }
 
 // registryStore serves a registry image as if it were an OCI layout: a synthetic index.json
 // naming the resolved manifest, and blobs by digest, each fetched through the client's cache.

@@ -17,7 +17,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// describe turns a registry error into one line that names the registry and says what to do.
+// Describe turns a registry error into one line that names the registry and says what to do.
+func Describe(ref reference.Named, err error) error { return describe(ref, err) }
+
 func describe(ref reference.Named, err error) error {
 	host := "the registry"
 	name := "the reference"

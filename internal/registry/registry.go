@@ -117,6 +117,23 @@ func ParseReference(s string) (reference.Named, error) {
 	return named, nil
 }
 
+// LooksLikeReference reports whether s names a registry image by docker's rule: a docker://
+// prefix, or a first path component with a dot or a colon, or localhost.
+func LooksLikeReference(s string) bool {
+	if strings.HasPrefix(s, "docker://") {
+		return true
+	}
+	first, _, ok := strings.Cut(s, "/")
+	if !ok || !(strings.ContainsAny(first, ".:") || first == "localhost") {
+		return false
+	}
+	_, err := ParseReference(s)
+	return err == nil
+}
+
+// CacheDir returns the client's cache directory.
+func (c *Client) CacheDir() string { return c.cacheDir }
+
 // hosts configures one registry host: https (docker.io is registry-1.docker.io), falling back to
 // plain HTTP for loopback and insecure hosts.
 func (c *Client) hosts(host string) ([]docker.RegistryHost, error) {

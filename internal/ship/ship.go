@@ -1,0 +1,250 @@
+// Package ship moves bundles through registries as OCI artifacts (convert/bundle's artifact
+// format): Push uploads a verified bundle, skipping blobs the registry has; Pull resolves a
+// reference (an index by platform), downloads into a stage beside the target, verifies every blob
+// against its descriptor and every file against bundle.json, and only then renames.
+package ship
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/internal/registry"
+)
+
+// PushResult says what Push did.
+type PushResult struct {
+	Digest   digest.Digest // the manifest's
+	Uploaded int           // blobs uploaded (the others were there already)
+	Blobs    int
+}
+
+// Push uploads the bundle at dir as ref.
+func Push(ctx context.Context, c *registry.Client, dir, refStr string) (*PushResult, error) {
+	ref, err := registry.ParseReference(refStr)
+	if err != nil {
+		return nil, err
+	}
+	m, err := bundle.Read(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Verify(dir); err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, bundle.ManifestFile))
+	if err != nil {
+		return nil, err
+	}
+	man, err := m.ArtifactManifest(raw)
+	if err != nil {
+		return nil, err
+	}
+	manJSON, err := json.Marshal(man)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.Pusher(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", refStr, err)
+	}
+	res := &PushResult{Digest: digest.FromBytes(manJSON), Blobs: len(man.Layers) + 1}
+	push := func(desc ocispec.Descriptor, r io.Reader) error {
+		up, err := c.Push(ctx, p, desc, r)
+		if err != nil {
+			return fmt.Errorf("push %s: blob %s: %w", refStr, desc.Digest, registry.Describe(ref, err))
+		}
+		if up {
+			res.Uploaded++
+		}
+		return nil
+	}
+	if err := push(man.Config, bytes.NewReader(raw)); err != nil {
+		return nil, err
+	}
+	for _, l := range man.Layers {
+		f, err := os.Open(filepath.Join(dir, l.Annotations[ocispec.AnnotationTitle]))
+		if err != nil {
+			return nil, err
+		}
+		err = push(l, f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	mdesc := ocispec.Descriptor{MediaType: man.MediaType, ArtifactType: man.ArtifactType, Digest: res.Digest, Size: int64(len(manJSON))}
+	if _, err := c.Push(ctx, p, mdesc, bytes.NewReader(manJSON)); err != nil {
+		return nil, fmt.Errorf("push %s: manifest: %w", refStr, registry.Describe(ref, err))
+	}
+	return res, nil
+}
+
+// Pull downloads the bundle ref names into dir (which must not exist, be empty or be a bundle).
+// platform ("" = the host's) picks from an index.
+func Pull(ctx context.Context, c *registry.Client, refStr, dir, platform string) (*bundle.Manifest, error) {
+	name, desc, err := resolve(ctx, c, refStr, platform)
+	if err != nil {
+		return nil, err
+	}
+	return pull(ctx, c, refStr, name, desc, dir)
+}
+
+// PullCached pulls the bundle ref names into cacheDir/bundles/<manifest digest> unless it is
+// there and intact, and returns that directory (for `c2vm run REF`).
+func PullCached(ctx context.Context, c *registry.Client, refStr, cacheDir, platform string) (string, error) {
+	name, desc, err := resolve(ctx, c, refStr, platform)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cacheDir, "bundles", desc.Digest.Encoded())
+	if m, err := bundle.Read(dir); err == nil && m.Verify(dir) == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	if _, err := pull(ctx, c, refStr, name, desc, dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// resolve returns the bundle manifest a reference names (picking from an index by platform).
+func resolve(ctx context.Context, c *registry.Client, refStr, platform string) (string, ocispec.Descriptor, error) {
+	ref, err := registry.ParseReference(refStr)
+	if err != nil {
+		return "", ocispec.Descriptor{}, err
+	}
+	name, desc, err := c.Resolve(ctx, ref)
+	if err != nil {
+		return "", desc, err
+	}
+	if images.IsIndexType(desc.MediaType) {
+		if desc, err = pickPlatform(ctx, c, name, desc, platform); err != nil {
+			return "", desc, fmt.Errorf("pull %s: %w", refStr, err)
+		}
+	}
+	return name, desc, nil
+}
+
+func pull(ctx context.Context, c *registry.Client, refStr, name string, desc ocispec.Descriptor, dir string) (*bundle.Manifest, error) {
+	b, err := c.ReadBlob(ctx, name, desc, 4<<20)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", refStr, err)
+	}
+	var man ocispec.Manifest
+	if err := json.Unmarshal(b, &man); err != nil {
+		return nil, fmt.Errorf("pull %s: manifest: %w", refStr, err)
+	}
+	names, err := bundle.ArtifactFiles(man)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", refStr, err)
+	}
+	stage, err := bundle.NewStage(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer stage.Abort()
+	raw, err := c.ReadBlob(ctx, name, man.Config, 64<<20)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %s: %w", refStr, bundle.ManifestFile, err)
+	}
+	for i, l := range man.Layers {
+		if err := fetchFile(ctx, c, name, l, stage.Path(names[i])); err != nil {
+			return nil, fmt.Errorf("pull %s: %s: %w", refStr, names[i], err)
+		}
+	}
+	if err := sameFiles(raw, names); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", refStr, err)
+	}
+	m, err := stage.CommitRaw(raw)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", refStr, err)
+	}
+	return m, nil
+}
+
+// sameFiles requires the artifact's layers to be exactly the files bundle.json lists.
+func sameFiles(raw []byte, names []string) error {
+	var m bundle.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("%s: %w", bundle.ManifestFile, err)
+	}
+	var listed []string
+	for _, f := range m.Files {
+		listed = append(listed, f.Name)
+	}
+	got := slices.Clone(names)
+	slices.Sort(listed)
+	slices.Sort(got)
+	if !slices.Equal(listed, got) {
+		return fmt.Errorf("the artifact's files %v are not the %v its %s lists", got, listed, bundle.ManifestFile)
+	}
+	return nil
+}
+
+// fetchFile downloads one layer to path, checking its size and digest as it streams.
+func fetchFile(ctx context.Context, c *registry.Client, name string, desc ocispec.Descriptor, path string) error {
+	rc, err := c.Open(ctx, name, desc)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	v := desc.Digest.Verifier()
+	n, err := io.Copy(io.MultiWriter(f, v), io.LimitReader(rc, desc.Size+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		return err
+	case n != desc.Size || !v.Verified():
+		return fmt.Errorf("blob %s: digest or size mismatch (got %d bytes, want %d): the registry holds other content than its manifest says; nothing was written", desc.Digest, n, desc.Size)
+	}
+	return nil
+}
+
+// pickPlatform returns the manifest of an index for platform ("" = the host's).
+func pickPlatform(ctx context.Context, c *registry.Client, name string, desc ocispec.Descriptor, platform string) (ocispec.Descriptor, error) {
+	b, err := c.ReadBlob(ctx, name, desc, 4<<20)
+	if err != nil {
+		return desc, err
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return desc, fmt.Errorf("index: %w", err)
+	}
+	want := platforms.DefaultSpec()
+	if platform != "" {
+		if want, err = platforms.Parse(platform); err != nil {
+			return desc, err
+		}
+	}
+	match := platforms.Only(want)
+	var avail []string
+	for _, m := range idx.Manifests {
+		if m.Platform != nil {
+			if match.Match(*m.Platform) {
+				return m, nil
+			}
+			avail = append(avail, platforms.Format(*m.Platform))
+		}
+	}
+	return desc, fmt.Errorf("no bundle for %s in the index (it has %v)", platforms.Format(want), avail)
+}
