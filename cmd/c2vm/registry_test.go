@@ -81,6 +81,9 @@ func TestRegistryConvert(t *testing.T) {
 	if stdout, _ := runVM(t, 0, out); stdout != "hello from the registry\n" {
 		t.Errorf("run: %q", stdout)
 	}
+	if code, out, _ := c2vm(t, "", "cache", "ls"); code != 0 || !strings.Contains(out, "blobs") || !strings.Contains(out, "total") {
+		t.Errorf("cache ls: %d %q", code, out)
+	}
 
 	t.Run("errors", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -134,6 +137,17 @@ func TestRegistryConvert(t *testing.T) {
 		}
 		if code, _, stderr := e.convert(t, byDigest); code != 0 {
 			t.Errorf("convert from the shared cache: %s", stderr)
+		}
+	})
+
+	t.Run("prune", func(t *testing.T) {
+		t.Setenv("XDG_CACHE_HOME", t.TempDir())
+		e.convert(t, ref)
+		if code, out, _ := c2vm(t, "", "cache", "prune"); code != 0 || !strings.HasPrefix(out, "freed ") {
+			t.Errorf("cache prune: %d %q", code, out)
+		}
+		if _, size, _ := du(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "c2vm", "blobs")); size != 0 {
+			t.Errorf("%d bytes of blobs left after prune", size)
 		}
 	})
 
