@@ -11,7 +11,9 @@ KERNEL_DIR := $(CACHE)/kernel
 KERNEL_PKG ?= linux-image-cloud-amd64
 FUZZTIME   ?= 30s
 FUZZMIN    ?= 5s
-DEB_PKGS   := gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 squashfs-tools erofs-utils e2fsprogs busybox-static
+DEB_PKGS   := gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 squashfs-tools erofs-utils e2fsprogs busybox-static qemu-user-static
+DEBS_DIR   := $(CACHE)/debs
+FOREIGN    := arm64 s390x
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 ASSETS     := initgen/assets/files
 RUNC_VER   := $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/runc 2>/dev/null)
@@ -21,7 +23,7 @@ export C2VM_LIBDIR := $(BIN)
 PARITY_PKGS := docker.io mmdebstrap
 TEST_PKGS   := docker-registry apache2-utils skopeo openssl
 
-.PHONY: help deps deps-build kernel build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench clean
+.PHONY: help deps deps-build kernel foreign build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -44,6 +46,19 @@ kernel: deps ## fetch the reference kernel package into ~/.cache/c2vm/kernel (XD
 	  test -n "$$dep" && chmod 777 . && apt-get download $$dep 2>&1 | grep -v unsandboxed; \
 	fi
 	@ls $(KERNEL_DIR)/linux-image-[0-9]*.deb
+
+foreign: deps ## fetch busybox-static for foreign architectures (test images) into ~/.cache/c2vm/debs, once
+	@for a in $(FOREIGN); do \
+	  if ! ls $(DEBS_DIR)/busybox-static_*_$$a.deb >/dev/null 2>&1; then \
+	    dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a; \
+	    need_update=1; \
+	  fi; \
+	done; \
+	if [ -n "$$need_update" ]; then \
+	  $(SUDO) apt-get update -qq && mkdir -p $(DEBS_DIR) && chmod 777 $(DEBS_DIR) && cd $(DEBS_DIR) && \
+	  for a in $(FOREIGN); do apt-get download busybox-static:$$a 2>&1 | grep -v unsandboxed; done; \
+	fi; true
+	@ls $(DEBS_DIR)/busybox-static_*.deb
 
 # Rebuilt only when the runc version pinned in go.mod changes (~60 s cold on 2 cores).
 $(BIN)/.runc-$(RUNC_VER): | deps-build
@@ -75,7 +90,7 @@ demo: deps kernel example ## convert the example image into a bundle and boot it
 
 test: test-go test-parity ## the full test suite: unit, fuzz seeds, VM tests under QEMU, docker parity
 
-test-go: deps kernel build ## unit tests, fuzz seeds, VM tests (QEMU), registry tests (docker-registry)
+test-go: deps kernel foreign build ## unit tests, fuzz seeds, VM tests (QEMU), registry tests (docker-registry)
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(TEST_PKGS)"
 	$(GO) test -count=1 -timeout 60m ./...
 

@@ -61,6 +61,7 @@ type BootOptions struct {
 	Identity   *bootcfg.Identity // the rootfs image's, for squashfs and erofs
 	Debug      bool              // the init logs its steps
 	StopSignal string            // the image's STOPSIGNAL; "" = SIGTERM
+	Emulator   *initgen.Emulator // registered with binfmt_misc for a foreign-architecture image
 }
 
 // BootConfig returns the boot config baked into a bundle's initrd. A disk rootfs is found by the
@@ -70,6 +71,9 @@ func BootConfig(o BootOptions) bootcfg.Config {
 	b.Debug = o.Debug
 	b.Modules = append([]string(nil), DefaultModules...)
 	b.Container.StopSignal = o.StopSignal
+	if o.Emulator != nil {
+		b.Binfmt = []bootcfg.Binfmt{{Registration: o.Emulator.Registration()}}
+	}
 	switch o.Format {
 	case bootcfg.FormatInitrd:
 		b.Container.Rootfs = bootcfg.Rootfs{Format: o.Format, Path: "/c2vm/rootfs"}
@@ -108,7 +112,9 @@ func (c *conversion) manifest(img *image.Image, k *kernel.Kernel, cfg ocispec.Im
 		Image:        cfg,
 		Passwd:       string(passwd),
 		Group:        string(group),
-		Boot:         BootConfig(BootOptions{Format: c.opts.RootfsFormat, Identity: id, Debug: c.opts.Debug, StopSignal: meta.StopSignal}),
+		Boot:         BootConfig(BootOptions{Format: c.opts.RootfsFormat, Identity: id, Debug: c.opts.Debug, StopSignal: meta.StopSignal, Emulator: c.emulator}),
+		VMArch:       c.vmArch,
+		Emulator:     manifestEmulator(c.emulator),
 		Process: bundle.Process{
 			Args: rs.Process.Args, User: cfg.User, UID: rs.Process.User.UID, GID: rs.Process.User.GID,
 			Env: rs.Process.Env, WorkingDir: rs.Process.Cwd, StopSignal: meta.StopSignal,
@@ -139,10 +145,14 @@ func (c *conversion) writeBoot(ctx context.Context, k *kernel.Kernel, m *bundle.
 		return fmt.Errorf("write initrd: %w", err)
 	}
 	defer f.Close()
-	err = initgen.Write(ctx, f, initgen.Options{
+	opts := initgen.Options{
 		Kernel: k, Modules: m.Boot.Modules, Init: a.Init, Runc: a.Runc,
 		BootConfig: bootJSON, Spec: append(specJSON, '\n'),
-	})
+	}
+	if c.emulator != nil {
+		opts.Emulators = []initgen.Emulator{*c.emulator}
+	}
+	err = initgen.Write(ctx, f, opts)
 	if err != nil {
 		return fmt.Errorf("write initrd: %w", err)
 	}
@@ -183,4 +193,11 @@ func appendFile(w io.Writer, src string) error {
 		return err
 	}
 	return os.Remove(src)
+}
+
+func manifestEmulator(e *initgen.Emulator) *bundle.Emulator {
+	if e == nil {
+		return nil
+	}
+	return &bundle.Emulator{Name: e.Name, Version: e.Version, SHA256: e.SHA256}
 }

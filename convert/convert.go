@@ -24,6 +24,7 @@ import (
 	"github.com/c2vm/c2vm/convert/image"
 	"github.com/c2vm/c2vm/convert/rootfs"
 	"github.com/c2vm/c2vm/convert/spec"
+	"github.com/c2vm/c2vm/initgen"
 	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/internal/registry"
 )
@@ -57,6 +58,9 @@ type Options struct {
 	Overrides    Overrides
 	Debug        bool  // guest init logs each step
 	MaxSize      int64 // bound on the uncompressed rootfs; 0 = flatten's default
+	// EmulatorDir holds the static qemu-user emulators for foreign-architecture images; "" =
+	// /usr/bin (Debian's qemu-user-static).
+	EmulatorDir string
 	// Insecure lists registry hosts reached over plain HTTP or unverified TLS (loopback
 	// addresses may use plain HTTP anyway).
 	Insecure []string
@@ -112,8 +116,10 @@ func (o Options) withDefaults() Options {
 }
 
 type conversion struct {
-	opts  Options
-	stage *bundle.Stage
+	opts     Options
+	stage    *bundle.Stage
+	vmArch   string
+	emulator *initgen.Emulator // nil for a native image
 }
 
 func (c *conversion) step(name string) {
@@ -138,7 +144,7 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 		return nil, err
 	}
 	defer img.Close()
-	if err := runnable(img.Platform); err != nil {
+	if err := c.planEmulation(k, img.Platform); err != nil {
 		return nil, err
 	}
 	c.step("flatten layers")
@@ -155,7 +161,7 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	cfg := applyOverrides(img.Config.Config, c.opts.Overrides)
 	imgCfg := img.Config
 	imgCfg.Config = cfg
-	rs, err := spec.Generate(ctx, imgCfg, spec.Options{Platform: img.Platform, Passwd: passwd, Group: group, AllowNoCommand: true})
+	rs, err := spec.Generate(ctx, imgCfg, spec.Options{Platform: img.Platform, VMArch: c.vmArch, Passwd: passwd, Group: group, AllowNoCommand: true})
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", c.opts.Image, err)
 	}
@@ -179,11 +185,29 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	return m, nil
 }
 
-// runnable rejects images the bundle's guest cannot run: the guest init, runc and kernel are built
-// for the host's architecture, which runs its own and its 32-bit sibling's binaries.
-func runnable(p ocispec.Platform) error {
-	if spec.GuestArch(p.Architecture) != runtime.GOARCH {
-		return fmt.Errorf("image platform %s/%s cannot run in the %s guest this c2vm builds (its kernel, init and runc are %s): convert a %s image, or wait for foreign-arch (binfmt) bundles", p.OS, p.Architecture, runtime.GOARCH, runtime.GOARCH, runtime.GOARCH)
+// planEmulation decides how the image runs. The kernel's architecture is the VM's (the guest init
+// and runc are built for it); an image of another architecture (beyond the VM's own 32-bit
+// sibling) runs under a static qemu-user emulator that the initrd carries and the init registers
+// with binfmt_misc.
+func (c *conversion) planEmulation(k *kernel.Kernel, p ocispec.Platform) error {
+	vm, err := kernel.Arch(k.Vmlinuz)
+	if err != nil {
+		return err
+	}
+	if vm != runtime.GOARCH {
+		return fmt.Errorf("kernel %s is for %s guests, and this c2vm carries a guest init and runc for %s only: give an %s kernel", k.Vmlinuz, vm, runtime.GOARCH, runtime.GOARCH)
+	}
+	c.vmArch = vm
+	if spec.GuestArch(p.Architecture) == vm {
+		return nil
+	}
+	e, err := initgen.FindEmulator(p.Architecture, c.opts.EmulatorDir)
+	if err != nil {
+		return fmt.Errorf("image platform %s/%s in an %s VM: %w", p.OS, p.Architecture, vm, err)
+	}
+	c.emulator = &e
+	if c.opts.Warn != nil {
+		c.opts.Warn(fmt.Sprintf("the image is %s/%s and the VM %s: its binaries run under %s (%s)", p.OS, p.Architecture, vm, e.Name, e.Version))
 	}
 	return nil
 }

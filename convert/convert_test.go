@@ -274,28 +274,46 @@ func TestMergeEnv(t *testing.T) {
 	}
 }
 
-func TestConvertRejectsForeignArch(t *testing.T) {
+// TestConvertForeignArch: an image of another architecture than the kernel's gets the static
+// qemu-user emulator for it in the initrd and a binfmt_misc registration (flags F and C) in the
+// boot config; without the emulator it fails with one line saying which package to install.
+func TestConvertForeignArch(t *testing.T) {
 	fakeAssets(t)
 	layer := imagetest.TarLayer(t, imagetest.TarFile("x", "x"))
 	dir := filepath.Join(t.TempDir(), "oci")
-	foreign := "arm64"
-	if runtime.GOARCH == "arm64" {
-		foreign = "amd64"
-	}
 	imagetest.WriteOCILayout(t, dir, imagetest.Image{
-		Name: "app", Platform: ocispec.Platform{OS: "linux", Architecture: foreign},
+		Name: "app", Platform: ocispec.Platform{OS: "linux", Architecture: "arm64"},
 		Config: ocispec.Image{Config: ocispec.ImageConfig{Cmd: []string{"/x"}}},
 		Layers: []imagetest.Layer{{Data: layer}},
 	})
 	out := filepath.Join(t.TempDir(), "b")
 	opts := baseOptions(t, dir, out)
-	opts.Platform = "linux/" + foreign
+	opts.Platform = "linux/arm64"
+	opts.EmulatorDir = t.TempDir()
 	_, err := Convert(context.Background(), opts)
-	if err == nil || !strings.Contains(err.Error(), "cannot run in the "+runtime.GOARCH+" guest") {
-		t.Fatalf("err = %v, want a foreign-architecture error", err)
+	if err == nil || !strings.Contains(err.Error(), "qemu-aarch64-static") || !strings.Contains(err.Error(), "install Debian package qemu-user-static") {
+		t.Fatalf("err = %v, want the missing emulator named with its package", err)
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("output exists after the error: %v", err)
+	}
+	static, err := os.ReadFile("/bin/busybox") // any static ELF stands in for the emulator
+	if err != nil {
+		t.Skip("needs /bin/busybox (busybox-static) as a stand-in static emulator")
+	}
+	os.WriteFile(filepath.Join(opts.EmulatorDir, "qemu-aarch64-static"), static, 0o755)
+	m, err := Convert(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Platform.Architecture != "arm64" || m.GuestArch() != runtime.GOARCH || m.Emulator == nil || m.Emulator.Name != "qemu-aarch64-static" || len(m.Emulator.SHA256) != 64 {
+		t.Errorf("platform %+v, VM %s, emulator %+v", m.Platform, m.GuestArch(), m.Emulator)
+	}
+	if len(m.Boot.Binfmt) != 1 || !strings.HasPrefix(m.Boot.Binfmt[0].Registration, ":qemu-aarch64:M:0:") || !strings.HasSuffix(m.Boot.Binfmt[0].Registration, ":/c2vm/qemu/qemu-aarch64-static:FC") {
+		t.Errorf("binfmt %+v", m.Boot.Binfmt)
+	}
+	if err := m.Boot.Validate(); err != nil {
+		t.Error(err)
 	}
 }
 

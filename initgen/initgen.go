@@ -46,6 +46,8 @@ type Options struct {
 	// BootConfig is written to bootcfg.Path, Spec to bootcfg.SpecPath (both 0644, when set).
 	BootConfig []byte
 	Spec       []byte
+	// Emulators are qemu-user binaries for foreign-architecture images (EmulatorDir/NAME, 0755).
+	Emulators []Emulator
 	// Extra files to add; a path may not repeat one of the above.
 	Extra []File
 	// Compression is "zstd" (the default when empty) or "gzip".
@@ -93,6 +95,9 @@ func Files(opts Options) ([]File, error) {
 		return nil, err
 	}
 	files = append(files, mods...)
+	for _, e := range opts.Emulators {
+		files = append(files, File{Path: e.Path(), Mode: 0o755, Source: e.Source})
+	}
 	return append(files, opts.Extra...), nil
 }
 

@@ -24,7 +24,14 @@ func c2vm(t *testing.T, stdin string, args ...string) (int, string, string) {
 // (the base layer) and a second layer with /etc/passwd, /etc/group and a home for user "app".
 func busyboxImage(t testing.TB, dir string, cfg ocispec.ImageConfig) {
 	t.Helper()
-	bin, err := os.ReadFile("/bin/busybox")
+	busyboxImageFor(t, dir, "/bin/busybox", ocispec.Platform{OS: "linux", Architecture: "amd64"}, cfg)
+}
+
+// busyboxImageFor is busyboxImage with the busybox binary at busybox (e.g. another architecture's,
+// unpacked from Debian's busybox-static of that architecture) and the image's platform.
+func busyboxImageFor(t testing.TB, dir, busybox string, platform ocispec.Platform, cfg ocispec.ImageConfig) {
+	t.Helper()
+	bin, err := os.ReadFile(busybox)
 	if err != nil {
 		t.Fatalf("%v: install Debian package busybox-static (make deps)", err)
 	}
@@ -48,7 +55,7 @@ func busyboxImage(t testing.TB, dir string, cfg ocispec.ImageConfig) {
 	}
 	img := imagetest.Image{
 		Name:     "test",
-		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
+		Platform: platform,
 		Config:   ocispec.Image{Config: cfg},
 		Layers: []imagetest.Layer{
 			{Data: imagetest.Gzip(t, imagetest.TarLayer(t, base...)), MediaType: ocispec.MediaTypeImageLayerGzip},

@@ -52,6 +52,10 @@ func printManifest(w io.Writer, m *bundle.Manifest) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("platform", platformString(m.Platform.OS, m.Platform.Architecture, m.Platform.Variant))
+	row("vm arch", m.GuestArch())
+	if e := m.Emulator; e != nil {
+		row("emulator", fmt.Sprintf("%s (%s, sha256:%s)", e.Name, orDash(e.Version), e.SHA256))
+	}
 	row("source", m.Source.Ref)
 	if m.Source.Name != "" {
 		row("image", m.Source.Name)

@@ -42,15 +42,19 @@ func RootfsFile(format string) string {
 // Manifest is bundle.json.
 type Manifest struct {
 	SchemaVersion int              `json:"schemaVersion"`
-	Platform      ocispec.Platform `json:"platform"`
-	Source        Source           `json:"source"`
-	Kernel        Kernel           `json:"kernel"`
-	RootfsFormat  string           `json:"rootfsFormat"`
-	Files         []File           `json:"files"`
-	BootArgs      string           `json:"bootArgs"`
-	MemoryMiB     int              `json:"memoryMiB"`
-	CPUs          int              `json:"cpus"`
-	Process       Process          `json:"process"`
+	Platform      ocispec.Platform `json:"platform"` // the image's
+	// VMArch is the guest's architecture (its kernel's); "" in older bundles means Platform's.
+	VMArch string `json:"vmArch,omitempty"`
+	// Emulator runs the image's binaries when Platform's architecture is not VMArch.
+	Emulator     *Emulator `json:"emulator,omitempty"`
+	Source       Source    `json:"source"`
+	Kernel       Kernel    `json:"kernel"`
+	RootfsFormat string    `json:"rootfsFormat"`
+	Files        []File    `json:"files"`
+	BootArgs     string    `json:"bootArgs"`
+	MemoryMiB    int       `json:"memoryMiB"`
+	CPUs         int       `json:"cpus"`
+	Process      Process   `json:"process"`
 	// Image is the effective image config (after convert-time overrides); `c2vm run` regenerates the
 	// runtime spec from it when it is given overrides.
 	Image ocispec.ImageConfig `json:"image"`
@@ -59,6 +63,21 @@ type Manifest struct {
 	Group  string `json:"group,omitempty"`
 	// Boot is the boot config baked into initrd.img.
 	Boot bootcfg.Config `json:"boot"`
+}
+
+// Emulator is the qemu-user emulator a bundle of a foreign-architecture image carries in its initrd.
+type Emulator struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	SHA256  string `json:"sha256"`
+}
+
+// GuestArch is the VM's architecture.
+func (m *Manifest) GuestArch() string {
+	if m.VMArch != "" {
+		return m.VMArch
+	}
+	return m.Platform.Architecture
 }
 
 // Source says which image the bundle was made from.

@@ -46,6 +46,9 @@ type Options struct {
 	Platform      ocispec.Platform // target platform (os/arch/variant) of the image; empty fields come from the image
 	Passwd, Group []byte           // /etc/passwd and /etc/group content of the flattened image; nil = absent
 	Overrides     Overrides
+	// VMArch is the guest kernel's architecture, whose system calls the seccomp profile allows
+	// (an emulated image makes them through qemu-user); "" = the image's own.
+	VMArch string
 	// AllowNoCommand generates a spec without process args when the image and the overrides give
 	// no command (a bundle that needs one at run time) instead of failing with ErrNoCommand.
 	AllowNoCommand bool
@@ -70,7 +73,11 @@ func Generate(ctx context.Context, img ocispec.Image, opts Options) (*specs.Spec
 	if err := tweakCaps(s.Process, opts.Overrides.CapAdd, opts.Overrides.CapDrop); err != nil {
 		return nil, fmt.Errorf("runtime spec: %w", err)
 	}
-	s.Linux.Seccomp = seccompProfile(s, GuestArch(plat.Architecture))
+	arch := GuestArch(plat.Architecture)
+	if opts.VMArch != "" {
+		arch = opts.VMArch
+	}
+	s.Linux.Seccomp = seccompProfile(s, arch)
 	return s, nil
 }
 

@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"os"
 	"path/filepath"
@@ -311,6 +313,29 @@ func TestCompareNatural(t *testing.T) {
 		}
 		if got := compareNatural(tt.b, tt.a); got != -tt.want {
 			t.Errorf("compareNatural(%q, %q) = %d, want %d", tt.b, tt.a, got, -tt.want)
+		}
+	}
+}
+
+func TestArch(t *testing.T) {
+	dir := t.TempDir()
+	bz := make([]byte, 0x400)
+	copy(bz[0x202:], "HdrS")
+	arm := make([]byte, 0x100)
+	copy(arm[0x38:], "ARM\x64")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(arm)
+	zw.Close()
+	for name, tc := range map[string]struct {
+		data []byte
+		want string
+	}{"bzImage": {bz, "amd64"}, "Image": {arm, "arm64"}, "Image.gz": {gz.Bytes(), "arm64"}, "junk": {[]byte("not a kernel"), ""}} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, tc.data, 0o644)
+		got, err := Arch(p)
+		if got != tc.want || (tc.want == "") != (err != nil) {
+			t.Errorf("Arch(%s) = %q, %v; want %q", name, got, err, tc.want)
 		}
 	}
 }

@@ -126,7 +126,7 @@ func checkPlatform(m *bundle.Manifest, want string) error {
 // runConfig returns the boot config and runtime spec for this run.
 func runConfig(ctx context.Context, m *bundle.Manifest, opts Options) (*bootcfg.Config, any, error) {
 	img := ocispec.Image{Platform: m.Platform, Config: m.Image}
-	so := spec.Options{Platform: m.Platform, Overrides: opts.Overrides}
+	so := spec.Options{Platform: m.Platform, VMArch: m.VMArch, Overrides: opts.Overrides}
 	if m.Passwd != "" {
 		so.Passwd = []byte(m.Passwd)
 	}
@@ -198,7 +198,7 @@ func writeInitrd(ctx context.Context, path, bundleInitrd string, boot *bootcfg.C
 
 func vmConfig(dir string, m *bundle.Manifest, initrd string, opts Options) vm.Config {
 	cfg := vm.Config{
-		Arch:      m.Platform.Architecture,
+		Arch:      m.GuestArch(),
 		Kernel:    filepath.Join(dir, bundle.KernelFile),
 		Initrd:    initrd,
 		Cmdline:   m.BootArgs,

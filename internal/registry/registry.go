@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/remotes"
@@ -214,11 +215,14 @@ func (c *Client) Open(ctx context.Context, name string, desc ocispec.Descriptor)
 		ref, _ := ParseReference(name)
 		return nil, describeBlob(ref, desc, err)
 	}
-	w, err := c.cache.Writer(ctx, content.WithRef("c2vm-"+desc.Digest.String()), content.WithDescriptor(desc))
-	if err != nil { // e.g. locked by a concurrent fetch: stream only
+	// A ref of its own per download: the store's locks are per process, so two converts sharing
+	// the cache must never write one ingest file; each commits by an atomic rename.
+	ref := fmt.Sprintf("c2vm-%s-%d-%d", desc.Digest.Encoded(), os.Getpid(), ingestSeq.Add(1))
+	w, err := c.cache.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+	if err != nil { // e.g. cached meanwhile by another download: stream only
 		return rc, nil
 	}
-	return &caching{ctx: ctx, r: rc, w: w, desc: desc, store: c.cache}, nil
+	return &caching{ctx: ctx, r: rc, w: w, ref: ref, desc: desc, store: c.cache}, nil
 }
 
 // ReadBlob reads a whole (small) blob, at most max bytes.
@@ -280,8 +284,12 @@ type caching struct {
 	w     content.Writer
 	desc  ocispec.Descriptor
 	store content.Store
+	ref   string
 	n     int64
 }
+
+// ingestSeq numbers this process's downloads.
+var ingestSeq atomic.Int64
 
 func (c *caching) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
@@ -306,7 +314,7 @@ func (c *caching) Read(p []byte) (int, error) {
 func (c *caching) abort() {
 	if c.w != nil {
 		c.w.Close()
-		c.store.Abort(c.ctx, "c2vm-"+c.desc.Digest.String())
+		c.store.Abort(c.ctx, c.ref)
 		c.w = nil
 	}
 }
