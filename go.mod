@@ -12,6 +12,7 @@ require (
 	github.com/erofs/go-erofs v0.3.1
 	github.com/klauspost/compress v1.20.3
 	github.com/moby/sys/capability v0.4.0
+	github.com/moby/sys/signal v0.7.1
 	github.com/moby/sys/user v0.5.0
 	github.com/opencontainers/go-digest v1.0.0
 	github.com/opencontainers/image-spec v1.1.1

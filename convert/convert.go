@@ -14,7 +14,6 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
-	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -285,7 +284,7 @@ func userDB(t *flatten.Tree) (passwd, group []byte, err error) {
 }
 
 // applyOverrides returns the image config with convert-time overrides applied, as docker run does:
-// a new entrypoint drops the image's Cmd, Env entries replace by key.
+// a new entrypoint drops the image's Cmd, Env entries replace by key (a bare KEY unsets it).
 func applyOverrides(cfg ocispec.ImageConfig, o Overrides) ocispec.ImageConfig {
 	if o.Entrypoint != nil {
 		cfg.Entrypoint = append([]string(nil), (*o.Entrypoint)...)
@@ -294,7 +293,7 @@ func applyOverrides(cfg ocispec.ImageConfig, o Overrides) ocispec.ImageConfig {
 	if o.Cmd != nil {
 		cfg.Cmd = append([]string(nil), o.Cmd...)
 	}
-	cfg.Env = MergeEnv(cfg.Env, o.Env)
+	cfg.Env = spec.MergeEnv(cfg.Env, o.Env)
 	if o.User != "" {
 		cfg.User = o.User
 	}
@@ -302,23 +301,4 @@ func applyOverrides(cfg ocispec.ImageConfig, o Overrides) ocispec.ImageConfig {
 		cfg.WorkingDir = o.WorkingDir
 	}
 	return cfg
-}
-
-// MergeEnv returns base with each KEY=VAL of add replacing the entry with the same key or appended.
-func MergeEnv(base, add []string) []string {
-	out := append([]string(nil), base...)
-	for _, kv := range add {
-		key, _, _ := strings.Cut(kv, "=")
-		replaced := false
-		for i, e := range out {
-			if k, _, _ := strings.Cut(e, "="); k == key {
-				out[i], replaced = kv, true
-				break
-			}
-		}
-		if !replaced {
-			out = append(out, kv)
-		}
-	}
-	return out
 }

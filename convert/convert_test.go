@@ -15,6 +15,7 @@ import (
 
 	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/internal/fakekernel"
 	"github.com/c2vm/c2vm/internal/imagetest"
 )
@@ -267,10 +268,10 @@ func TestConvertFailureLeavesNothing(t *testing.T) {
 }
 
 func TestMergeEnv(t *testing.T) {
-	got := MergeEnv([]string{"A=1", "B=2"}, []string{"B=3", "C=4", "A=5"})
+	got := spec.MergeEnv([]string{"A=1", "B=2", "D=x"}, []string{"B=3", "C=4", "A=5", "D"})
 	want := []string{"A=5", "B=3", "C=4"}
 	if !slices.Equal(got, want) {
-		t.Fatalf("MergeEnv = %v, want %v", got, want)
+		t.Fatalf("MergeEnv = %v, want %v (a bare KEY unsets, as docker)", got, want)
 	}
 }
 

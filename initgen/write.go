@@ -43,14 +43,27 @@ func WriteFiles(ctx context.Context, w io.Writer, files []File, compression stri
 	return nil
 }
 
-func modTime() (time.Time, error) {
+// SourceDateEpoch reads $SOURCE_DATE_EPOCH, the one parser of it in c2vm: set says whether it is
+// set; a value that is not a non-negative number of seconds is an error.
+func SourceDateEpoch() (secs int64, set bool, err error) {
 	v := os.Getenv(EnvSourceDateEpoch)
 	if v == "" {
-		return time.Unix(0, 0), nil
+		return 0, false, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || n > 0xffffffff {
-		return time.Time{}, fmt.Errorf("initrd: %s=%q: want seconds since 1970 that fit in 32 bits", EnvSourceDateEpoch, v)
+	if err != nil || n < 0 {
+		return 0, false, fmt.Errorf("%s=%q: want seconds since 1970", EnvSourceDateEpoch, v)
+	}
+	return n, true, nil
+}
+
+func modTime() (time.Time, error) {
+	n, _, err := SourceDateEpoch()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("initrd: %w", err)
+	}
+	if n > 0xffffffff {
+		return time.Time{}, fmt.Errorf("initrd: %s=%d: the cpio format holds 32-bit times", EnvSourceDateEpoch, n)
 	}
 	return time.Unix(n, 0), nil
 }

@@ -42,7 +42,7 @@ func TestRunEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"A=1", "FROM_HOST=h", "B=two words", "B=3", "C=c"}
+	want := []string{"A=1", "FROM_HOST=h", "B=two words", "B=3", "C=c", "UNSET_VAR_XYZ"} // the last unsets the image's
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("env = %q, want %q", got, want)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
 	"github.com/c2vm/c2vm/convert"
@@ -83,13 +85,7 @@ func runConvert(c *cli.Context) error {
 		},
 		Warn: func(msg string) { fmt.Fprintln(c.App.ErrWriter, "c2vm: warning: "+msg) },
 	}
-	if c.IsSet("entrypoint") {
-		ep := []string{}
-		if e := c.String("entrypoint"); e != "" {
-			ep = []string{e}
-		}
-		opts.Overrides.Entrypoint = &ep
-	}
+	opts.Overrides.Entrypoint = entrypointFlag(c)
 	if !c.Bool("quiet") && !c.Bool("json") {
 		p := newProgress(c.App.ErrWriter)
 		defer p.Wait()
@@ -118,9 +114,18 @@ func short(d string) string {
 }
 
 func platformString(os, arch, variant string) string {
-	s := os + "/" + arch
-	if variant != "" {
-		s += "/" + variant
+	return platforms.Format(ocispec.Platform{OS: os, Architecture: arch, Variant: variant})
+}
+
+// entrypointFlag reads --entrypoint as docker does: one executable, "" clears the image's; nil when
+// not given.
+func entrypointFlag(c *cli.Context) *[]string {
+	if !c.IsSet("entrypoint") {
+		return nil
 	}
-	return s
+	ep := []string{}
+	if e := c.String("entrypoint"); e != "" {
+		ep = []string{e}
+	}
+	return &ep
 }

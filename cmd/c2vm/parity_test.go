@@ -39,6 +39,7 @@ type parityCase struct {
 var parityCases = []parityCase{
 	{name: "default-cmd", image: "fidelity"},
 	{name: "env-and-workdir", image: "fidelity", flags: []string{"-e", "EXTRA=1", "-w", "/tmp"}, args: []string{"sh", "-c", "pwd; env | LC_ALL=C sort"}},
+	{name: "env-unset", image: "fidelity", flags: []string{"-e", "GREETING", "-e", "C2VM_PARITY_NOT_SET"}, args: []string{"sh", "-c", `echo "[${GREETING-unset}] [${C2VM_PARITY_NOT_SET-unset}]"`}},
 	{name: "user-groups", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"id"}},
 	{name: "setuid", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"/usr/local/bin/suid-id", "-u"}},
 	{name: "file-capability", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"/usr/local/bin/py-raw", "-c",

@@ -266,17 +266,12 @@ func runOptions(c *cli.Context, cmd []string) (launch.Options, error) {
 	if len(cmd) > 0 {
 		o.Overrides.Cmd = cmd
 	}
-	if c.IsSet("entrypoint") {
-		ep := []string{}
-		if e := c.String("entrypoint"); e != "" {
-			ep = []string{e}
-		}
-		o.Overrides.Entrypoint = &ep
-	}
+	o.Overrides.Entrypoint = entrypointFlag(c)
 	return o, nil
 }
 
-// runEnv collects KEY=VAL entries from env files, then -e flags; "-e KEY" takes KEY from the host.
+// runEnv collects KEY=VAL entries from env files, then -e flags; "-e KEY" takes KEY from the host,
+// and when the host has no KEY it unsets the image's, as docker does.
 func runEnv(files, flags []string) ([]string, error) {
 	var env []string
 	for _, f := range files {
@@ -288,11 +283,9 @@ func runEnv(files, flags []string) ([]string, error) {
 	}
 	for _, e := range flags {
 		if !strings.Contains(e, "=") {
-			v, ok := os.LookupEnv(e)
-			if !ok {
-				continue
+			if v, ok := os.LookupEnv(e); ok {
+				e += "=" + v
 			}
-			e += "=" + v
 		}
 		env = append(env, e)
 	}

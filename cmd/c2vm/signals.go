@@ -5,27 +5,21 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/moby/sys/signal"
 )
 
-// parseStopSignal checks a --stop-signal value (a name with or without SIG, or a number, as docker
-// takes it) and returns the form runc kill takes: SIGNAME, or the number.
+// parseStopSignal checks a --stop-signal value as docker does (moby/sys/signal: a name with or
+// without SIG, or a number) and returns the form runc kill takes: SIGNAME, or the number as given.
 func parseStopSignal(s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 1 || n > 64 {
-			return "", fmt.Errorf("run: --stop-signal %q: no such signal (want a name such as SIGTERM, or 1-64)", s)
-		}
-		return s, nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if unix.SignalNum(name) == 0 {
+	sig, err := signal.ParseSignal(s)
+	if err != nil || sig < 1 || sig > 64 {
 		return "", fmt.Errorf("run: --stop-signal %q: no such signal (want a name such as SIGTERM, or 1-64)", s)
 	}
-	return name, nil
+	if _, numeric := strconv.Atoi(s); numeric == nil {
+		return s, nil
+	}
+	return "SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG"), nil
 }

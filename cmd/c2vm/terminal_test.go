@@ -13,7 +13,8 @@ func TestParseStopSignal(t *testing.T) {
 		{"", "", false},
 		{"SIGTERM", "SIGTERM", false},
 		{"usr1", "SIGUSR1", false},
-		{"SIGRTMIN", "", true},
+		{"SIGRTMIN", "SIGRTMIN", false}, // as docker takes it
+		{"RTMIN+3", "SIGRTMIN+3", false},
 		{"9", "9", false},
 		{"0", "", true},
 		{"65", "", true},

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/initgen"
 )
 
 // A bundle travels through registries as an OCI 1.1 artifact: bundle.json is the config, each
@@ -62,11 +63,11 @@ func (m *Manifest) ArtifactManifest(raw []byte) (ocispec.Manifest, error) {
 	if m.Source.ManifestDigest != "" {
 		man.Annotations[AnnotationPrefix+"source.digest"] = m.Source.ManifestDigest
 	}
-	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return man, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", v)
-		}
+	n, set, err := initgen.SourceDateEpoch()
+	if err != nil {
+		return man, err
+	}
+	if set {
 		man.Annotations[ocispec.AnnotationCreated] = time.Unix(n, 0).UTC().Format(time.RFC3339)
 	}
 	for _, f := range m.Files {

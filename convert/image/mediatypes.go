@@ -45,13 +45,9 @@ func LayerCompression(mediaType string) (Compression, error) {
 	return 0, fmt.Errorf("unsupported layer media type %q (want OCI or Docker v2 tar, tar+gzip or tar+zstd)", mediaType)
 }
 
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == images.MediaTypeDockerSchema2ManifestList
-}
+func isIndexType(mt string) bool { return images.IsIndexType(mt) }
 
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == images.MediaTypeDockerSchema2Manifest
-}
+func isManifestType(mt string) bool { return images.IsManifestType(mt) }
 
 func isConfigType(mt string) bool {
 	return mt == ocispec.MediaTypeImageConfig || mt == images.MediaTypeDockerSchema2Config

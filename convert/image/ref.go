@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/distribution/reference"
 )
 
 // Transport names accepted in references.
@@ -117,17 +119,8 @@ func splitNameTag(s string) (name, tag string) {
 // normalizeDockerName turns "busybox", "library/busybox:latest" and
 // "docker.io/library/busybox:latest" into one comparable form, "docker.io/library/busybox:latest".
 func normalizeDockerName(s string) string {
-	name, tag := splitNameTag(s)
-	if tag == "" {
-		tag = "latest"
+	if r, err := reference.ParseDockerRef(s); err == nil {
+		return r.String()
 	}
-	first, _, hasSlash := strings.Cut(name, "/")
-	isDomain := hasSlash && (strings.ContainsAny(first, ".:") || first == "localhost")
-	if !isDomain {
-		name = "docker.io/" + name
-	}
-	if strings.HasPrefix(name, "docker.io/") && !strings.Contains(strings.TrimPrefix(name, "docker.io/"), "/") {
-		name = "docker.io/library/" + strings.TrimPrefix(name, "docker.io/")
-	}
-	return name + ":" + tag
+	return s
 }

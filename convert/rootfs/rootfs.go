@@ -25,9 +25,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 
 	"github.com/c2vm/c2vm/convert/flatten"
+	"github.com/c2vm/c2vm/initgen"
 )
 
 // Formats, the same strings as bootcfg.FormatSquashfs, FormatErofs and FormatInitrd.
@@ -111,15 +111,8 @@ func mkfsTime(opt int64) (int64, error) {
 		}
 		return opt, nil
 	}
-	s := os.Getenv("SOURCE_DATE_EPOCH")
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid SOURCE_DATE_EPOCH %q", s)
-	}
-	return n, nil
+	n, _, err := initgen.SourceDateEpoch()
+	return n, err
 }
 
 // rootEntry returns the tree's root with a directory type; a zero Root means 0755 root:root.

@@ -66,6 +66,11 @@ func buildEnv(in envInput) []string {
 	return env
 }
 
+// MergeEnv returns base with each KEY=VAL of add set by key (in place, new keys appended in order)
+// and each bare KEY removed, as docker merges run-time -e with an image's Env (moby's
+// ReplaceOrAppendEnvValues). It is the one env-merging rule for convert- and run-time overrides.
+func MergeEnv(base, add []string) []string { return mergeEnv(base, add, true) }
+
 // mergeEnv returns base with each of add set by key. With unset, an entry without "=" removes its
 // key; otherwise such entries are dropped (an image Env entry must be KEY=VAL).
 func mergeEnv(base, add []string, unset bool) []string {

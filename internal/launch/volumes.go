@@ -15,6 +15,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/docker/go-units"
+
 	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/internal/vm"
 )
@@ -83,18 +85,11 @@ func ParseVolume(s string) (Volume, error) {
 // ParseSize parses a size in bytes with an optional K, M, G or T suffix (powers of 1024; "MiB" and
 // "MB" are read as "M").
 func ParseSize(s string) (int64, error) {
-	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
-	mult := int64(1)
-	if num != "" {
-		if i := strings.IndexByte("KMGT", num[len(num)-1]); i >= 0 {
-			num, mult = num[:len(num)-1], 1<<(10*(i+1))
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > (1<<50)/mult {
+	n, err := units.RAMInBytes(strings.TrimSpace(s))
+	if err != nil || n <= 0 || n > 1<<50 {
 		return 0, fmt.Errorf("size %q: want a positive number of bytes, or with K, M, G or T (at most 1P)", s)
 	}
-	return n * mult, nil
+	return n, nil
 }
 
 // VolumesDir returns the directory of named volumes: $C2VM_VOLUMES, else
