@@ -66,15 +66,8 @@ func configureStatic(st *State, n bootcfg.Network) (netip.Prefix, error) {
 	}
 	// The interface appears when virtio_net has probed the device.
 	dev := path.Join("/sys/class/net", n.Interface)
-	deadline := st.Clock.Now().Add(linkWait)
-	for {
-		if _, err := st.Sys.Stat(dev); err == nil {
-			break
-		}
-		if !st.Clock.Now().Before(deadline) {
-			return addr, fmt.Errorf("interface %s did not appear within %v (interfaces: %s): the VM has no virtio-net device or the virtio_net module is missing; use --network none for a guest without a network", n.Interface, linkWait, strings.Join(interfaces(st), ", "))
-		}
-		st.Clock.Sleep(pollInterval)
+	if err := st.poll(linkWait, func() (bool, error) { _, err := st.Sys.Stat(dev); return err == nil, nil }); err != nil {
+		return addr, fmt.Errorf("interface %s did not appear within %v (interfaces: %s): the VM has no virtio-net device or the virtio_net module is missing; use --network none for a guest without a network", n.Interface, linkWait, strings.Join(interfaces(st), ", "))
 	}
 	if err := st.Sys.ConfigureLink(n.Interface, addr, gw); err != nil {
 		return addr, fmt.Errorf("configure %s: %w", n.Interface, err)

@@ -49,26 +49,23 @@ func stepPorts(_ context.Context, st *State) error {
 	if ents, err := st.Sys.ReadDir(virtioConsoleDrv); err != nil || !hasDevice(ents) {
 		return nil // no virtio console: stdio and status go to /dev/console
 	}
-	deadline := st.Clock.Now().Add(portWait)
-	for {
+	var scanErr error
+	// Out of time, the status port is used if it is named at all.
+	_ = st.poll(portWait, func() (bool, error) {
 		ports, complete, err := FindPorts(st.Sys, virtioPortsDir)
-		if err == nil {
+		if scanErr = err; err == nil {
 			st.Ports = ports
 		}
-		if p, ok := ports[bootcfg.StatusPortName]; ok && complete {
-			return openStatusPort(st, p)
-		}
-		if !st.Clock.Now().Before(deadline) {
-			if err != nil {
-				return err
-			}
-			if p, ok := ports[bootcfg.StatusPortName]; ok {
-				return openStatusPort(st, p)
-			}
-			return fmt.Errorf("virtio ports: no port named %s after %v (found %d)", bootcfg.StatusPortName, portWait, len(ports))
-		}
-		st.Clock.Sleep(pollInterval)
+		_, ok := ports[bootcfg.StatusPortName]
+		return ok && complete, nil
+	})
+	if p, ok := st.Ports[bootcfg.StatusPortName]; ok { // complete, or the status port at least
+		return openStatusPort(st, p)
 	}
+	if scanErr != nil {
+		return scanErr
+	}
+	return fmt.Errorf("virtio ports: no port named %s after %v (found %d)", bootcfg.StatusPortName, portWait, len(st.Ports))
 }
 
 func hasDevice[E interface{ Name() string }](ents []E) bool {

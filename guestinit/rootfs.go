@@ -154,24 +154,25 @@ func findRootfs(st *State, rf bootcfg.Rootfs) (string, error) {
 	if rf.Device != "" {
 		return rf.Device, waitDevice(st, rf.Device)
 	}
-	deadline := st.Clock.Now().Add(deviceWait)
-	for {
+	var dev string
+	bySerial := false
+	err := st.poll(deviceWait, func() (bool, error) {
 		if rf.Serial != "" {
-			if dev := diskBySerial(st, rf.Serial); dev != "" {
-				return dev, waitDevice(st, dev)
-			}
+			dev, bySerial = diskBySerial(st, rf.Serial), true
 		}
-		if rf.Identity != nil {
-			if dev := diskByIdentity(st, *rf.Identity); dev != "" {
-				return dev, nil
-			}
+		if dev == "" && rf.Identity != nil {
+			dev, bySerial = diskByIdentity(st, *rf.Identity), false
 		}
-		if !st.Clock.Now().Before(deadline) {
-			return "", fmt.Errorf("no disk with serial %q or the rootfs image's identity appeared within %v (disks: %s): attach rootfs.%s as a virtio block device",
-				rf.Serial, deviceWait, strings.Join(disks(st), ", "), rf.Format)
-		}
-		st.Clock.Sleep(pollInterval)
+		return dev != "", nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("no disk with serial %q or the rootfs image's identity appeared within %v (disks: %s): attach rootfs.%s as a virtio block device",
+			rf.Serial, deviceWait, strings.Join(disks(st), ", "), rf.Format)
 	}
+	if bySerial {
+		return dev, waitDevice(st, dev) // the sysfs entry can precede the device node
+	}
+	return dev, nil
 }
 
 // diskByIdentity returns /dev/<name> for the first block device that holds the identified image.
@@ -191,18 +192,15 @@ func diskByIdentity(st *State, id bootcfg.Identity) string {
 }
 
 func waitDevice(st *State, dev string) error {
-	deadline := st.Clock.Now().Add(deviceWait)
-	for {
+	err := st.poll(deviceWait, func() (bool, error) {
 		_, err := st.Sys.Stat(dev)
-		if err == nil {
-			return nil
+		if err != nil && !os.IsNotExist(err) {
+			return false, fmt.Errorf("device %s: %w", dev, err)
 		}
-		if !os.IsNotExist(err) {
-			return fmt.Errorf("device %s: %w", dev, err)
-		}
-		if !st.Clock.Now().Before(deadline) {
-			return fmt.Errorf("device %s did not appear within %v", dev, deviceWait)
-		}
-		st.Clock.Sleep(pollInterval)
+		return err == nil, nil
+	})
+	if errors.Is(err, errTimedOut) {
+		return fmt.Errorf("device %s did not appear within %v", dev, deviceWait)
 	}
+	return err
 }

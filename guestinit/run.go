@@ -186,12 +186,8 @@ func scanStopRequests(r io.Reader, to chan<- string) error {
 // bounded, for runc's state file: `runc kill` on a container that does not exist yet does nothing.
 func runcKill(st *State, sig string) {
 	state := path.Join(runcRoot, st.Cfg.Container.ID, "state.json")
-	for deadline := st.Clock.Now().Add(containerWait); st.Clock.Now().Before(deadline); st.Clock.Sleep(pollInterval) {
-		if _, err := st.Sys.Stat(state); err == nil {
-			break
-		}
-	}
-	files, err := openStdio(&State{Sys: st.Sys}) // no ports: /dev/null and the console
+	_ = st.poll(containerWait, func() (bool, error) { _, err := st.Sys.Stat(state); return err == nil, nil }) // kill anyway
+	files, err := openStdio(&State{Sys: st.Sys})                                                              // no ports: /dev/null and the console
 	if err != nil {
 		st.Console("c2vm-init: stop: %v", err)
 		return

@@ -2,6 +2,7 @@ package guestinit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -73,6 +74,26 @@ type State struct {
 	switched bool
 	// statusPort is the status port, opened once read-write: a virtio port can be open only once.
 	statusPort *os.File
+}
+
+// errTimedOut is poll's error when the time ran out.
+var errTimedOut = errors.New("timed out")
+
+// poll calls try until it reports done or fails, for at most timeout (trying at least once),
+// sleeping pollInterval on the clock between tries: the one bounded wait of the init (devices,
+// ports and interfaces appear asynchronously). It returns try's error, or errTimedOut.
+func (st *State) poll(timeout time.Duration, try func() (bool, error)) error {
+	deadline := st.Clock.Now().Add(timeout)
+	for {
+		done, err := try()
+		if done || err != nil {
+			return err
+		}
+		if !st.Clock.Now().Before(deadline) {
+			return errTimedOut
+		}
+		st.Clock.Sleep(pollInterval)
+	}
 }
 
 func fsMode(perm uint32) os.FileMode { return os.FileMode(perm) & os.ModePerm }

@@ -84,16 +84,11 @@ func findDisk(st *State, device, serial string) (string, error) {
 	if serial == "" {
 		return device, waitDevice(st, device)
 	}
-	deadline := st.Clock.Now().Add(deviceWait)
-	for {
-		if dev := diskBySerial(st, serial); dev != "" {
-			return dev, waitDevice(st, dev)
-		}
-		if !st.Clock.Now().Before(deadline) {
-			return "", fmt.Errorf("no disk with serial %q appeared within %v (disks: %s)", serial, deviceWait, strings.Join(disks(st), ", "))
-		}
-		st.Clock.Sleep(pollInterval)
+	var dev string
+	if err := st.poll(deviceWait, func() (bool, error) { dev = diskBySerial(st, serial); return dev != "", nil }); err != nil {
+		return "", fmt.Errorf("no disk with serial %q appeared within %v (disks: %s)", serial, deviceWait, strings.Join(disks(st), ", "))
 	}
+	return dev, waitDevice(st, dev)
 }
 
 // diskBySerial returns /dev/<name> for the block device whose /sys/block/<name>/serial is serial.
