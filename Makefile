@@ -88,7 +88,7 @@ demo: deps kernel example ## convert the example image into a bundle and boot it
 	$(BIN)/c2vm inspect $(BUILD)/hello.bundle
 	time $(BIN)/c2vm run --timeout 120s $(BUILD)/hello.bundle
 
-test: test-go test-parity ## the full test suite: unit, fuzz seeds, VM tests under QEMU, docker parity
+test: lint test-go test-parity ## the full test suite: lint, unit, fuzz seeds, VM and registry tests, docker parity
 
 test-go: deps kernel foreign build ## unit tests, fuzz seeds, VM tests (QEMU), registry tests (docker-registry)
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(TEST_PKGS)"
@@ -101,9 +101,13 @@ test-parity: deps kernel build ## docker parity: real Dockerfiles, docker run vs
 test-unit: ## unit tests only (no VM), unprivileged
 	$(GO) test -short ./...
 
-lint: ## gofmt and go vet
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, go vet, go mod tidy -diff and staticcheck (pinned)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	GOFLAGS= $(GO) run $(STATICCHECK) ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZMIN bounds minimizing new inputs)
 	@for pkg in $$($(GO) list ./...); do \

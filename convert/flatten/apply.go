@@ -154,7 +154,7 @@ func (b *builder) apply(li int, hdr *tar.Header, r io.Reader) error {
 	}
 	typ := hdr.Typeflag
 	switch typ {
-	case tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse: // archive/tar already expanded sparse files
+	case tar.TypeCont, tar.TypeGNUSparse: // archive/tar already expanded sparse files (and reads TypeRegA as TypeReg)
 		typ = tar.TypeReg
 	case tar.TypeXGlobalHeader:
 		return nil // its records were already merged by archive/tar where they matter

@@ -35,8 +35,8 @@ func LayerCompression(mediaType string) (Compression, error) {
 		return Zstd, nil
 	case images.MediaTypeDockerSchema2LayerForeign, images.MediaTypeDockerSchema2LayerForeignGzip:
 		return 0, fmt.Errorf("foreign layer type %s (Windows base layers) is not supported", mediaType)
-	case ocispec.MediaTypeImageLayerNonDistributable, ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // deprecated but still seen
-		ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck
+	//lint:ignore SA1019 deprecated, still seen in old images: named to refuse them clearly
+	case ocispec.MediaTypeImageLayerNonDistributable, ocispec.MediaTypeImageLayerNonDistributableGzip, ocispec.MediaTypeImageLayerNonDistributableZstd:
 		return 0, fmt.Errorf("non-distributable layer type %s is not supported", mediaType)
 	}
 	if strings.Contains(mediaType, "+encrypted") {

@@ -127,7 +127,7 @@ func (s *tarStore) add(h *tar.Header, off, fileSize int64, links map[string]stri
 		return nil
 	}
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // TypeRegA appears in old archives
+	case tar.TypeReg: // archive/tar reads the old TypeRegA as TypeReg
 		if off+h.Size > fileSize {
 			return fmt.Errorf("member %s is truncated (archive ends before its %d bytes)", name, h.Size)
 		}

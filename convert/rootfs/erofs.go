@@ -105,7 +105,7 @@ func (fsys *treeFS) Open(name string) (fs.File, error) {
 		return nil, err
 	}
 	f := &treeFile{info: nodeInfo{n}}
-	if n.e.Type == tar.TypeReg || n.e.Type == tar.TypeRegA {
+	if n.e.Type == tar.TypeReg {
 		f.r = &lazyReader{ctx: fsys.ctx, src: fsys.src, e: n.e}
 	}
 	return f, nil
@@ -183,7 +183,7 @@ func (i nodeInfo) IsDir() bool        { return i.n.e.Type == tar.TypeDir }
 
 func (i nodeInfo) size() int64 {
 	switch i.n.e.Type {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg:
 		return i.n.e.Size
 	case tar.TypeSymlink:
 		return int64(len(i.n.e.Linkname))

@@ -188,7 +188,7 @@ func cpioInfo(e *flatten.Entry, ino, nlink uint64, name string) cpio.Info {
 		Name:  name,
 	}
 	switch e.Type {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg:
 		info.FileSize = uint64(e.Size)
 	case tar.TypeSymlink:
 		info.FileSize = uint64(len(e.Linkname))
@@ -215,7 +215,7 @@ func cpioType(t byte) uint64 {
 }
 
 func isReg(e *flatten.Entry) bool {
-	return e != nil && (e.Type == tar.TypeReg || e.Type == tar.TypeRegA)
+	return e != nil && e.Type == tar.TypeReg
 }
 
 // seqReaderAt serves the sequential ReadAt calls cpio's writer makes from a plain reader, and

@@ -31,7 +31,7 @@ func TarLayer(t testing.TB, entries ...TarEntry) []byte {
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		h := e.Hdr
-		if (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) && h.Size == 0 {
+		if h.Typeflag == tar.TypeReg && h.Size == 0 {
 			h.Size = int64(len(e.Body))
 		}
 		if h.ModTime.IsZero() {
