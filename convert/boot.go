@@ -98,7 +98,7 @@ func (c *conversion) rootfsIdentity() (*bootcfg.Identity, error) {
 	return &id, err
 }
 
-func (c *conversion) manifest(img *image.Image, k *kernel.Kernel, cfg ocispec.ImageConfig, rs *specs.Spec, passwd, group []byte, id *bootcfg.Identity) *bundle.Manifest {
+func (c *conversion) manifest(img *source, k *kernel.Kernel, cfg ocispec.ImageConfig, rs *specs.Spec, passwd, group []byte, id *bootcfg.Identity) *bundle.Manifest {
 	meta := spec.ImageMetadata(img.Config)
 	args := BaseBootArgs
 	m := &bundle.Manifest{

@@ -25,7 +25,6 @@ import (
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/initgen"
 	"github.com/c2vm/c2vm/initgen/kernel"
-	"github.com/c2vm/c2vm/internal/registry"
 )
 
 // Defaults recorded in a bundle when the options leave them zero.
@@ -57,6 +56,10 @@ type Options struct {
 	Overrides    Overrides
 	Debug        bool  // guest init logs each step
 	MaxSize      int64 // bound on the uncompressed rootfs; 0 = flatten's default
+	// Changes are Dockerfile instructions applied over the image config (see ApplyChanges).
+	Changes []string
+	// ConfigFile is an OCI image config JSON for a rootfs: input (see TransportRootfs).
+	ConfigFile string
 	// EmulatorDir holds the static qemu-user emulators for foreign-architecture images; "" =
 	// /usr/bin (Debian's qemu-user-static).
 	EmulatorDir string
@@ -136,9 +139,7 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 		return nil, err
 	}
 	c.step("open image")
-	var img *image.Image
-	img, err = image.Open(ctx, c.opts.Image, image.Options{Platform: c.opts.Platform, Progress: c.progress(&img),
-		Registry: registry.Options{Insecure: c.opts.Insecure, CacheDir: c.opts.CacheDir, Warn: c.opts.Warn}})
+	img, err := c.openSource(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	}
 	c.step("flatten layers")
 	// Spool beside the output: that filesystem is about to hold the rootfs anyway.
-	tree, err := flatten.Flatten(ctx, flattenLayers(img), flatten.Options{MaxSize: c.opts.MaxSize, Warn: c.opts.Warn, SpoolDir: c.stage.Dir})
+	tree, err := flatten.Flatten(ctx, img.Layers, flatten.Options{MaxSize: c.opts.MaxSize, Warn: c.opts.Warn, SpoolDir: c.stage.Dir})
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +158,11 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := applyOverrides(img.Config.Config, c.opts.Overrides)
+	cfg, err := ApplyChanges(img.Config.Config, c.opts.Changes)
+	if err != nil {
+		return nil, err
+	}
+	cfg = applyOverrides(cfg, c.opts.Overrides)
 	imgCfg := img.Config
 	imgCfg.Config = cfg
 	rs, err := spec.Generate(ctx, imgCfg, spec.Options{Platform: img.Platform, VMArch: c.vmArch, Passwd: passwd, Group: group, AllowNoCommand: true})

@@ -20,7 +20,7 @@ func convertCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "convert",
 		Usage:     "convert a container image into a VM bundle",
-		ArgsUsage: "IMAGE  (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], [docker://]HOST/REPO[:TAG|@DIGEST] or a path)",
+		ArgsUsage: "IMAGE  (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], [docker://]HOST/REPO[:TAG|@DIGEST], rootfs:DIR|FILE.tar or a path)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle directory to write (required)"},
 			&cli.StringFlag{Name: "platform", Usage: "image platform os/arch[/variant]", DefaultText: "the host's"},
@@ -34,6 +34,8 @@ func convertCommand() *cli.Command {
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "run as name, uid, uid:gid or user:group"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory of the workload"},
 			&cli.Int64Flag{Name: "max-size", Usage: "bound on the total uncompressed layer content and metadata in bytes", DefaultText: "64 GiB"},
+			&cli.StringSliceFlag{Name: "change", Aliases: []string{"c"}, Usage: "apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, USER, WORKDIR, EXPOSE, VOLUME, STOPSIGNAL, LABEL), as docker import --change"},
+			&cli.StringFlag{Name: "config", Usage: "OCI image config JSON for a rootfs: input"},
 			&cli.StringSliceFlag{Name: "insecure-registry", Usage: "registry HOST[:PORT] to reach over plain HTTP or unverified TLS"},
 			&cli.BoolFlag{Name: "debug", Usage: "make the guest init log each boot step"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
@@ -80,6 +82,8 @@ func runConvert(c *cli.Context) error {
 		Debug:        c.Bool("debug"),
 		MaxSize:      c.Int64("max-size"),
 		Insecure:     c.StringSlice("insecure-registry"),
+		Changes:      c.StringSlice("change"),
+		ConfigFile:   c.String("config"),
 		Overrides: convert.Overrides{
 			Env: c.StringSlice("env"), User: c.String("user"), WorkingDir: c.String("workdir"),
 		},
