@@ -7,6 +7,15 @@
 #   docker save myapp -o myapp.tar
 #   docker build --target bundle --build-arg IMAGE=myapp.tar --output type=local,dest=myapp.bundle .
 #
+#   # in your own project's Dockerfile, FROM the converter image (see examples/vm-stage):
+#   #   FROM c2vm AS vm
+#   #   RUN --mount=type=bind,from=app,target=/rootfs c2vm convert -o /out/bundle --change 'CMD ...' rootfs:/rootfs
+#   #   FROM scratch AS bundle
+#   #   COPY --from=vm /out/bundle /
+#
+# BuildKit is needed (RUN --mount): Debian's docker.io 20.10 client has it built in
+# (DOCKER_BUILDKIT=1); docker >= 23 needs the buildx plugin.
+#
 #   # the example image (made offline from busybox), converted
 #   docker build --target hello --output type=local,dest=hello.bundle .
 #
@@ -20,7 +29,15 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
-COPY . .
+# Only the sources: an image archive or a bundle in the context must not rebuild c2vm.
+COPY Makefile ./
+COPY bootcfg bootcfg
+COPY cmd cmd
+COPY convert convert
+COPY examples examples
+COPY guestinit guestinit
+COPY initgen initgen
+COPY internal internal
 RUN make build-only && go run ./examples/mkimage -o /out/hello-oci
 
 FROM ${DEBIAN_IMAGE} AS converter
@@ -36,8 +53,8 @@ ENTRYPOINT ["c2vm"]
 
 FROM converter AS bundle-build
 ARG IMAGE=image.tar
-COPY ${IMAGE} /in/image.tar
-RUN mkdir -p /out && c2vm convert --quiet -o /out/bundle /in/image.tar
+RUN --mount=type=bind,source=${IMAGE},target=/in/image.tar \
+    mkdir -p /out && c2vm convert --quiet -o /out/bundle /in/image.tar && chmod 0755 /out/bundle
 
 FROM scratch AS bundle
 COPY --from=bundle-build /out/bundle /

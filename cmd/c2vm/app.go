@@ -45,9 +45,11 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
-		OnUsageError:    usageLine,
-		ExitErrHandler:  func(*cli.Context, error) {}, // Main reports errors
-		Commands:        cmds,
+		// A repeated flag is a list; a comma is part of the value (-e A=1,2, --change 'CMD ["a", "b"]').
+		DisableSliceFlagSeparator: true,
+		OnUsageError:              usageLine,
+		ExitErrHandler:            func(*cli.Context, error) {}, // Main reports errors
+		Commands:                  cmds,
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/internal/dockertest"
 )
 
@@ -40,6 +41,7 @@ var parityCases = []parityCase{
 	{name: "default-cmd", image: "fidelity"},
 	{name: "env-and-workdir", image: "fidelity", flags: []string{"-e", "EXTRA=1", "-w", "/tmp"}, args: []string{"sh", "-c", "pwd; env | LC_ALL=C sort"}},
 	{name: "env-unset", image: "fidelity", flags: []string{"-e", "GREETING", "-e", "C2VM_PARITY_NOT_SET"}, args: []string{"sh", "-c", `echo "[${GREETING-unset}] [${C2VM_PARITY_NOT_SET-unset}]"`}},
+	{name: "env-comma", image: "fidelity", flags: []string{"-e", "LIST=a,b,c"}, args: []string{"sh", "-c", `echo "$LIST"`}},
 	{name: "user-groups", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"id"}},
 	{name: "setuid", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"/usr/local/bin/suid-id", "-u"}},
 	{name: "file-capability", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"/usr/local/bin/py-raw", "-c",
@@ -115,7 +117,45 @@ func TestParity(t *testing.T) {
 			compareListings(t, allow, format, want.stdout, got.stdout)
 		}
 	})
+	t.Run("docker-build-route", func(t *testing.T) { dockerBuildRoute(t, d, work) })
 	allow.checkUsed(t)
+}
+
+// dockerBuildRoute builds the converter image, then a user's project whose last stages turn its
+// app stage into a VM bundle (RUN --mount=type=bind,from=app ... rootfs:/rootfs), exports the
+// bundle with --output type=local, boots it and compares it with docker run of the app stage.
+func dockerBuildRoute(t *testing.T, d *dockertest.Daemon, work string) {
+	conv := filepath.Join(work, "ctx-converter")
+	if err := os.CopyFS(conv, os.DirFS(filepath.Join(parityDir, "converter"))); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(filepath.Join(os.Getenv("C2VM_LIBDIR"), "c2vm"))
+	if err != nil {
+		t.Fatalf("the c2vm binary (make build): %v", err)
+	}
+	os.WriteFile(filepath.Join(conv, "c2vm"), bin, 0o755)
+	k, err := kernel.DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	debs, _ := filepath.Glob(filepath.Join(k, "kernel", "linux-image-[0-9]*.deb"))
+	if len(debs) == 0 {
+		t.Fatal("no kernel package: make kernel")
+	}
+	os.MkdirAll(filepath.Join(conv, "kernel"), 0o755)
+	deb, _ := os.ReadFile(debs[0])
+	os.WriteFile(filepath.Join(conv, "kernel", filepath.Base(debs[0])), deb, 0o644)
+	d.Must(t, "build", "--network", "host", "-q", "-t", "c2vm-converter", conv)
+
+	ctxDir := filepath.Join(work, "ctx-userbuild")
+	if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join(parityDir, "userbuild"))); err != nil {
+		t.Fatal(err)
+	}
+	d.Must(t, "build", "--network", "host", "-q", "--target", "app", "-t", "parity-userbuild", ctxDir)
+	out := filepath.Join(work, "userbuild.bundle")
+	d.Must(t, "build", "--network", "host", "-q", "--target", "bundle", "--output", "type=local,dest="+out, ctxDir)
+	tc := parityCase{name: "docker-build-route", image: "userbuild"}
+	compareRuns(t, &allowList{reasons: map[string]string{}, used: map[string]bool{}}, tc.name, dockerRun(d, tc), c2vmRun(t, out, tc))
 }
 
 type runResult struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/convert/bundle"
@@ -124,7 +125,7 @@ func checkPlatform(m *bundle.Manifest, want string) error {
 }
 
 // runConfig returns the boot config and runtime spec for this run.
-func runConfig(ctx context.Context, m *bundle.Manifest, opts Options) (*bootcfg.Config, any, error) {
+func runConfig(ctx context.Context, m *bundle.Manifest, opts Options) (*bootcfg.Config, *specs.Spec, error) {
 	img := ocispec.Image{Platform: m.Platform, Config: m.Image}
 	so := spec.Options{Platform: m.Platform, VMArch: m.VMArch, Overrides: opts.Overrides}
 	if m.Passwd != "" {
@@ -163,7 +164,7 @@ func network(opts Options) bootcfg.Network {
 }
 
 // writeInitrd writes a copy of the bundle's initrd with the run's boot config and spec appended.
-func writeInitrd(ctx context.Context, path, bundleInitrd string, boot *bootcfg.Config, rs any) error {
+func writeInitrd(ctx context.Context, path, bundleInitrd string, boot *bootcfg.Config, rs *specs.Spec) error {
 	bootJSON, err := boot.Marshal()
 	if err != nil {
 		return err

@@ -111,7 +111,7 @@ func VolumesDir() (string, error) {
 // attachVolumes adds the run's volumes and --persist disk to boot and returns the extra disks, in
 // -v order, then the persist disk. Named volumes and the persist disk are created on first use.
 // Image VOLUMEs that no -v covers become tmpfs volumes.
-func attachVolumes(ctx context.Context, boot *bootcfg.Config, imageVolumes map[string]struct{}, rs any, opts Options) ([]vm.Disk, error) {
+func attachVolumes(ctx context.Context, boot *bootcfg.Config, imageVolumes map[string]struct{}, rs *specs.Spec, opts Options) ([]vm.Disk, error) {
 	uid, gid := workloadOwner(rs)
 	var disks []vm.Disk
 	var vols []bootcfg.Volume
@@ -158,9 +158,9 @@ func tmpfsVolumes(image map[string]struct{}, given []Volume, tmpfs []string) []b
 }
 
 // workloadOwner returns the uid and gid the workload runs as (root when unknown).
-func workloadOwner(rs any) (uint32, uint32) {
-	if s, ok := rs.(*specs.Spec); ok && s.Process != nil {
-		return s.Process.User.UID, s.Process.User.GID
+func workloadOwner(rs *specs.Spec) (uint32, uint32) {
+	if rs != nil && rs.Process != nil {
+		return rs.Process.User.UID, rs.Process.User.GID
 	}
 	return 0, 0
 }
