@@ -277,7 +277,7 @@ func (b *builder) hardlink(li int, target string) (*node, error) {
 	if t == "" {
 		return nil, fmt.Errorf("hardlink target %s is the image root", show(target))
 	}
-	_, _, tn, err := resolve(b.root, t, false, false, li)
+	_, _, tn, err := resolve(b.root, t, walk{layer: li})
 	if err == nil && tn == nil {
 		err = errors.New("no such file (a hardlink must follow its target)")
 	}
@@ -293,7 +293,7 @@ func (b *builder) hardlink(li int, target string) (*node, error) {
 // place puts n at name, resolving parent directories inside the root. A directory over a
 // directory merges (new attributes, children kept); anything else replaces what was there.
 func (b *builder) place(li int, name string, n *node) error {
-	parent, base, old, err := resolve(b.root, name, false, true, li)
+	parent, base, old, err := resolve(b.root, name, walk{create: true, layer: li})
 	if err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (b *builder) place(li int, name string, n *node) error {
 // wrote; what this layer wrote survives, whichever order the entries come in.
 func (b *builder) whiteout(li int, dir, base string) error {
 	if base == opaqueName {
-		_, _, d, err := resolve(b.root, dir, true, false, li)
+		_, _, d, err := resolve(b.root, dir, walk{followLast: true, layer: li})
 		if err != nil || d == nil || !d.isDir() {
 			return nil // nothing below to hide
 		}
@@ -328,7 +328,7 @@ func (b *builder) whiteout(li int, dir, base string) error {
 	if target == "" || target == "." || target == ".." {
 		return fmt.Errorf("invalid whiteout %s", show(base))
 	}
-	_, _, d, err := resolve(b.root, dir, true, false, li)
+	_, _, d, err := resolve(b.root, dir, walk{followLast: true, layer: li})
 	if err != nil || d == nil || !d.isDir() {
 		return nil // whiteout of a path that does not exist
 	}

@@ -58,17 +58,25 @@ var (
 	errNotDir = fmt.Errorf("path component is not a directory: %w", syscall.ENOTDIR)
 )
 
+// walk says how resolve walks a path.
+type walk struct {
+	followLast bool // follow a symlink in the last component too
+	create     bool // make missing directories (implied ones of layer) and mark the path written
+	layer      int
+}
+
 // resolve walks the clean relative path p from root as a chroot would: symlinks in every component
 // but the last are followed (absolute targets restart at root, ".." stops at root), and the last is
-// followed only when followLast is set. With create, missing intermediate directories are made (as
-// implied directories of layer) and every directory on the final path is marked as written by layer.
+// followed only when w.followLast is set. With w.create, missing intermediate directories are made
+// (as implied directories of w.layer) and every directory on the final path is marked as written by
+// w.layer.
 // It returns the directory holding the last component, that component's name and its node (nil when
 // absent). When the last component resolves to a directory through "." or "..", parent is nil.
 //
 // Each symlink target is split once (cached on its inode) and pushed as a slice onto a stack of
 // pending components rather than copied in front of them, and runs of ".." are applied at once,
 // so one resolution costs O(len(p) + maxHops*maxLinkLen) at worst, as in the kernel.
-func resolve(root *node, p string, followLast, create bool, layer int) (parent *node, name string, n *node, err error) {
+func resolve(root *node, p string, w walk) (parent *node, name string, n *node, err error) {
 	stack := []*node{root}
 	// pending holds the components still to walk, innermost symlink target last; none is empty.
 	pending := [][]string{split(p)}
@@ -97,21 +105,21 @@ func resolve(root *node, p string, followLast, create bool, layer int) (parent *
 		last := len(pending) == 0
 		cur := stack[len(stack)-1]
 		child := cur.kids[c]
-		if last && (!followLast || child == nil) {
-			mark(stack, create, layer)
+		if last && (!w.followLast || child == nil) {
+			mark(stack, w)
 			return cur, c, child, nil
 		}
 		switch {
 		case child == nil:
-			if !create {
+			if !w.create {
 				return nil, "", nil, fs.ErrNotExist
 			}
-			child = impliedDir(layer)
+			child = impliedDir(w.layer)
 			cur.kids[c] = child
 			stack = append(stack, child)
 		case child.isDir():
 			if last {
-				mark(stack, create, layer)
+				mark(stack, w)
 				return cur, c, child, nil
 			}
 			stack = append(stack, child)
@@ -131,22 +139,22 @@ func resolve(root *node, p string, followLast, create bool, layer int) (parent *
 			}
 		default:
 			if last {
-				mark(stack, create, layer)
+				mark(stack, w)
 				return cur, c, child, nil
 			}
 			return nil, "", nil, errNotDir
 		}
 	}
-	mark(stack, create, layer)
+	mark(stack, w)
 	return nil, "", stack[len(stack)-1], nil
 }
 
-func mark(stack []*node, create bool, layer int) {
-	if !create {
+func mark(stack []*node, w walk) {
+	if !w.create {
 		return
 	}
 	for _, d := range stack {
-		d.layer = layer
+		d.layer = w.layer
 	}
 }
 

@@ -120,7 +120,7 @@ const maxReadFile = 64 << 20
 // following symlinks and hardlinks inside the image root only (at most 40 symlinks; absolute
 // targets and ".." resolve within the root). fs.ErrNotExist when absent.
 func (t *Tree) ReadFile(p string) ([]byte, error) {
-	_, _, n, err := resolve(t.root, path.Clean("/"+p), true, false, 0)
+	_, _, n, err := resolve(t.root, path.Clean("/"+p), walk{followLast: true})
 	if errors.Is(err, errNotDir) || (err == nil && n == nil) {
 		err = fs.ErrNotExist
 	}

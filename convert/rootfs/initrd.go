@@ -81,14 +81,13 @@ func writeCpio(ctx context.Context, img *image, byPath map[string]*flatten.Entry
 			return fmt.Errorf("%s: %w", info.Name, err)
 		}
 	}
-	links := linkCounts(img, byPath)
-	inos := make(map[*flatten.Entry]uint64)
+	rw := &cpioRecords{ctx: ctx, img: img, byPath: byPath, links: linkCounts(img, byPath), inos: map[*flatten.Entry]uint64{}}
 	for _, e := range img.entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		ino++
-		rec, err := cpioRecord(ctx, img, byPath, e, prefix+"/"+e.Path, ino, links, inos)
+		rec, err := rw.record(e, prefix+"/"+e.Path, ino)
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}
@@ -147,23 +146,33 @@ func linkCounts(img *image, byPath map[string]*flatten.Entry) map[*flatten.Entry
 	return n
 }
 
-// cpioRecord returns the record for entry e written as name.
-func cpioRecord(ctx context.Context, img *image, byPath map[string]*flatten.Entry, e *flatten.Entry, name string, ino uint64, links, inos map[*flatten.Entry]uint64) (cpio.Record, error) {
+// cpioRecords makes the records of one archive: the tree, its link counts, and the inode numbers
+// given to the first names of hardlinked files.
+type cpioRecords struct {
+	ctx    context.Context
+	img    *image
+	byPath map[string]*flatten.Entry
+	links  map[*flatten.Entry]uint64 // names of each hardlinked regular file
+	inos   map[*flatten.Entry]uint64 // inode of each hardlinked file's first name
+}
+
+// record returns the record for entry e written as name with inode ino.
+func (w *cpioRecords) record(e *flatten.Entry, name string, ino uint64) (cpio.Record, error) {
 	if e.Type == tar.TypeLink {
-		t, _ := linkTarget(byPath, e) // checked by index
+		t, _ := linkTarget(w.byPath, e) // checked by index
 		if !isReg(t) {
 			// The kernel only links regular files: other types become a copy of the target.
-			return cpioRecord(ctx, img, byPath, t, name, ino, links, inos)
+			return w.record(t, name, ino)
 		}
-		return cpio.Record{Info: cpioInfo(t, inos[t], links[t], name)}, nil // content went with the target
+		return cpio.Record{Info: cpioInfo(t, w.inos[t], w.links[t], name)}, nil // content went with the target
 	}
 	nlink := uint64(1)
 	switch {
 	case e.Type == tar.TypeDir:
 		nlink = 2
-	case links[e] > 0:
-		nlink = links[e]
-		inos[e] = ino
+	case w.links[e] > 0:
+		nlink = w.links[e]
+		w.inos[e] = ino
 	}
 	info := cpioInfo(e, ino, nlink, name)
 	rec := cpio.Record{Info: info}
@@ -171,7 +180,7 @@ func cpioRecord(ctx context.Context, img *image, byPath map[string]*flatten.Entr
 	case e.Type == tar.TypeSymlink:
 		rec.ReaderAt = strings.NewReader(e.Linkname)
 	case isReg(e) && e.Size > 0:
-		rec.ReaderAt = &seqReaderAt{r: &lazyReader{ctx: ctx, src: img.src, e: e}}
+		rec.ReaderAt = &seqReaderAt{r: &lazyReader{ctx: w.ctx, src: w.img.src, e: e}}
 	}
 	return rec, nil
 }
