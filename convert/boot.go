@@ -20,6 +20,7 @@ import (
 	"github.com/c2vm/c2vm/initgen"
 	"github.com/c2vm/c2vm/initgen/assets"
 	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/internal/fdio"
 )
 
 // BaseBootArgs is the kernel command line every bundle boots with: the serial console for kernel
@@ -125,7 +126,7 @@ func (c *conversion) manifest(img *source, k *kernel.Kernel, cfg ocispec.ImageCo
 
 // writeBoot writes vmlinuz and initrd.img (with the rootfs appended for the initrd format).
 func (c *conversion) writeBoot(ctx context.Context, k *kernel.Kernel, m *bundle.Manifest, rs *specs.Spec) error {
-	if err := copyFile(k.Vmlinuz, c.stage.Path(bundle.KernelFile)); err != nil {
+	if err := fdio.CopyFile(k.Vmlinuz, c.stage.Path(bundle.KernelFile), 0o644); err != nil {
 		return fmt.Errorf("copy kernel: %w", err)
 	}
 	bootJSON, err := m.Boot.Marshal()
@@ -162,23 +163,6 @@ func (c *conversion) writeBoot(ctx context.Context, k *kernel.Kernel, m *bundle.
 		}
 	}
 	return f.Close()
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // appendFile appends src to w and removes src.

@@ -3,13 +3,14 @@ package guestinit
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/c2vm/c2vm/internal/fdio"
 )
 
 // CopyTree copies the directory tree at src into the existing directory dst as docker fills a new
@@ -66,7 +67,7 @@ func copyEntry(src, dst string, st *unix.Stat_t, top bool, links map[[2]uint64]s
 			err = unix.Mkdir(dst, 0o700)
 		}
 	case unix.S_IFREG:
-		err = copyFileData(src, dst)
+		err = fdio.CopyFile(src, dst, 0o600)
 	case unix.S_IFLNK:
 		var target string
 		if target, err = os.Readlink(src); err == nil {
@@ -94,23 +95,6 @@ func copyEntry(src, dst string, st *unix.Stat_t, top bool, links map[[2]uint64]s
 		return nil
 	}
 	return setTimes(dst, st)
-}
-
-func copyFileData(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // copyXattrs copies every extended attribute the destination filesystem takes.

@@ -10,13 +10,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/internal/fdio"
 )
 
 // Runners, as `c2vm export --runner` takes them.
@@ -124,7 +124,7 @@ func (e *exporter) rootfs() string { return bundle.RootfsFile(e.m.RootfsFormat) 
 func (e *exporter) link(name string) error {
 	src, dst := filepath.Join(e.src, name), filepath.Join(e.dir, name)
 	if err := os.Link(src, dst); err != nil {
-		if err := copyFile(src, dst); err != nil {
+		if err := fdio.CopyFile(src, dst, 0o644); err != nil {
 			return fmt.Errorf("copy %s: %w", name, err)
 		}
 	}
@@ -172,23 +172,6 @@ func (e *exporter) bootArgs(console string, extra ...string) string {
 		out = append(out, f)
 	}
 	return strings.Join(append(out, extra...), " ")
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // shellQuote quotes s for a POSIX shell.

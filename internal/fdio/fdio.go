@@ -1,7 +1,10 @@
-// Package fdio holds the one file-descriptor helper the host CLI and the guest init share.
+// Package fdio holds the file helpers the host CLI and the guest init share.
 package fdio
 
-import "os"
+import (
+	"io"
+	"os"
+)
 
 // Control runs fn on f's descriptor without f.Fd(), which would switch f to blocking mode and keep
 // Close from interrupting a pending Read (the relays of terminals and serial ports rely on that).
@@ -15,4 +18,23 @@ func Control(f *os.File, fn func(fd int) error) error {
 		return err
 	}
 	return ferr
+}
+
+// CopyFile copies the regular file src to the new file dst (created with perm, never replacing
+// one), streaming.
+func CopyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
