@@ -63,6 +63,7 @@ var parityCases = []parityCase{
 	{name: "cap-add-drop", image: "fidelity", flags: []string{"--cap-drop", "net_raw", "--cap-drop", "CAP_CHOWN", "--cap-add", "SYS_PTRACE"}, args: []string{"grep", "^Cap", "/proc/self/status"}},
 	{name: "read-only-tmpfs", image: "fidelity", flags: []string{"--read-only", "--tmpfs", "/scratch"}, args: []string{"sh", "-c",
 		"touch /x || echo read-only; touch /scratch/y && echo tmpfs ok; echo more > /data/new && cat /data/seed /data/new"}},
+	{name: "torture-default", image: "torture"},
 	{name: "scratch-default", image: "scratch"},
 	{name: "scratch-args-user", image: "scratch", flags: []string{"-u", "1234:5678", "-e", "MODE=override"}, args: []string{"fail", "x"}},
 	{name: "entrypoint-default", image: "entrypoint"},
@@ -88,7 +89,7 @@ func TestParity(t *testing.T) {
 	d.BaseImage(t, dockertest.CacheDir(), "c2vm-parity-base", parityBase)
 	work := t.TempDir()
 	bundles := map[string]string{}
-	for _, img := range []string{"fidelity", "scratch", "entrypoint"} {
+	for _, img := range []string{"fidelity", "scratch", "entrypoint", "torture"} {
 		bundles[img] = buildAndConvert(t, d, work, img, "squashfs")
 	}
 	for _, tc := range parityCases {
@@ -98,30 +99,32 @@ func TestParity(t *testing.T) {
 			compareRuns(t, allow, tc.name, want, got)
 		})
 	}
-	t.Run("listing", func(t *testing.T) {
-		lc := parityCase{name: "listing", image: "fidelity", args: []string{"sh", "-c", parityListing}}
-		want := dockerRun(d, lc)
-		if want.code != 0 {
-			t.Fatalf("docker listing: exit %d: %s", want.code, want.stderr)
-		}
-		for _, format := range []string{"squashfs", "erofs", "initrd"} {
-			dir := bundles["fidelity"]
-			if format != "squashfs" {
-				// --memory 1024: the initrd format unpacks the image's ~200 MB into the guest's memory.
-				dir = convertArchive(t, filepath.Join(work, "fidelity.tar"), filepath.Join(work, "fidelity-"+format), format, "--memory", "1024")
+	for _, img := range []string{"fidelity", "torture"} {
+		t.Run("listing-"+img, func(t *testing.T) {
+			lc := parityCase{name: "listing", image: img, args: []string{"sh", "-c", parityListing}}
+			want := dockerRun(d, lc)
+			if want.code != 0 {
+				t.Fatalf("docker listing: exit %d: %s", want.code, want.stderr)
 			}
-			got := c2vmRun(t, dir, lc)
-			if got.code != 0 {
-				t.Fatalf("%s listing: exit %d: %s", format, got.code, got.stderr)
+			for _, format := range []string{"squashfs", "erofs", "initrd"} {
+				dir := bundles[img]
+				if format != "squashfs" {
+					// --memory 1024: the initrd format unpacks the image's ~200 MB into the guest's memory.
+					dir = convertArchive(t, filepath.Join(work, img+".tar"), filepath.Join(work, img+"-"+format), format, "--memory", "1024")
+				}
+				got := c2vmRun(t, dir, lc)
+				if got.code != 0 {
+					t.Fatalf("%s listing: exit %d: %s", format, got.code, got.stderr)
+				}
+				compareListings(t, allow, format, want.stdout, got.stdout)
 			}
-			compareListings(t, allow, format, want.stdout, got.stdout)
-		}
-	})
+		})
+	}
 	t.Run("docker-build-route", func(t *testing.T) { dockerBuildRoute(t, d, work) })
 	allow.checkUsed(t)
 }
 
-// dockerBuildRoute builds the converter image, then a user's project whose last stages turn its
+// dockerBuildRoute builds the converter image, then examples/vm-stage, a user's project whose last stages turn its
 // app stage into a VM bundle (RUN --mount=type=bind,from=app ... rootfs:/rootfs), exports the
 // bundle with --output type=local, boots it and compares it with docker run of the app stage.
 func dockerBuildRoute(t *testing.T, d *dockertest.Daemon, work string) {
@@ -148,12 +151,13 @@ func dockerBuildRoute(t *testing.T, d *dockertest.Daemon, work string) {
 	d.Must(t, "build", "--network", "host", "-q", "-t", "c2vm-converter", conv)
 
 	ctxDir := filepath.Join(work, "ctx-userbuild")
-	if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join(parityDir, "userbuild"))); err != nil {
+	if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join("..", "..", "examples", "vm-stage"))); err != nil {
 		t.Fatal(err)
 	}
-	d.Must(t, "build", "--network", "host", "-q", "--target", "app", "-t", "parity-userbuild", ctxDir)
+	args := []string{"build", "--network", "host", "-q", "--build-arg", "BASE=c2vm-parity-base", "--build-arg", "C2VM=c2vm-converter"}
+	d.Must(t, append(args, "--target", "app", "-t", "parity-userbuild", ctxDir)...)
 	out := filepath.Join(work, "userbuild.bundle")
-	d.Must(t, "build", "--network", "host", "-q", "--target", "bundle", "--output", "type=local,dest="+out, ctxDir)
+	d.Must(t, append(args, "--target", "bundle", "--output", "type=local,dest="+out, ctxDir)...)
 	tc := parityCase{name: "docker-build-route", image: "userbuild"}
 	compareRuns(t, &allowList{reasons: map[string]string{}, used: map[string]bool{}}, tc.name, dockerRun(d, tc), c2vmRun(t, out, tc))
 }
