@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -95,6 +96,9 @@ func runConvert(c *cli.Context) error {
 		defer p.Wait()
 		opts.Progress, opts.Step = p.Layer, p.Step
 	}
+	if p := opts.Platform; strings.Contains(p, ",") || p == "all" {
+		return convertSet(c, ctx, opts, strings.Split(p, ","))
+	}
 	m, err := convert.Convert(ctx, opts)
 	if err != nil {
 		return err
@@ -106,6 +110,23 @@ func runConvert(c *cli.Context) error {
 	case !c.Bool("quiet"):
 		fmt.Fprintf(c.App.Writer, "%s: %s bundle of %s (%s) for %s, kernel %s\n", opts.Output, m.RootfsFormat,
 			opts.Image, short(m.Source.ManifestDigest), platformString(m.Platform.OS, m.Platform.Architecture, m.Platform.Variant), m.Kernel.Version)
+	}
+	return nil
+}
+
+// convertSet writes a bundle set, one bundle per platform.
+func convertSet(c *cli.Context, ctx context.Context, opts convert.Options, plats []string) error {
+	set, err := convert.ConvertSet(ctx, opts, plats)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(c.App.Writer).Encode(set)
+	}
+	if !c.Bool("quiet") {
+		for _, b := range set.Bundles {
+			fmt.Fprintf(c.App.Writer, "%s/%s: bundle of %s for %s\n", opts.Output, b.Path, opts.Image, platforms.Format(b.Platform))
+		}
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ func inspectCommand() *cli.Command {
 		Usage:     "show what is in a VM bundle",
 		ArgsUsage: "DIR",
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "platform", Usage: "the bundle of a bundle set to show", DefaultText: "the host's"},
 			&cli.BoolFlag{Name: "json", Usage: "print bundle.json"},
 			&cli.BoolFlag{Name: "verify", Usage: "check every file against its recorded size and sha256"},
 		},
@@ -29,7 +30,10 @@ func runInspect(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageError("inspect: want exactly one bundle DIR argument, got %d", c.NArg())
 	}
-	dir := c.Args().First()
+	dir, err := bundle.Resolve(c.Args().First(), c.String("platform"))
+	if err != nil {
+		return err
+	}
 	m, err := bundle.Read(dir)
 	if err != nil {
 		return err

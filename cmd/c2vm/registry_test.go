@@ -185,6 +185,34 @@ func TestRegistryMultiArch(t *testing.T) {
 	if code, _, stderr := e.convert(t, e.s.Addr+"/multi:v1", "--platform", "linux/s390x"); code != ExitFailure || !strings.Contains(stderr, "linux/arm64") {
 		t.Errorf("missing platform: exit %d, %q; want the available platforms listed", code, stderr)
 	}
+
+	// A bundle set: every platform of the index, one bundle each (arm64 under emulation), pushed as
+	// an OCI index and pulled by platform.
+	code, set, stderr := e.convert(t, e.s.Addr+"/multi:v1", "--platform", "all")
+	if code != 0 {
+		t.Fatalf("convert --platform all: %s", stderr)
+	}
+	for _, p := range []string{"linux-amd64", "linux-arm64"} {
+		if _, err := bundle.Read(filepath.Join(set, p)); err != nil {
+			t.Errorf("set member %s: %v", p, err)
+		}
+	}
+	if code, out, _ := c2vm(t, "", "inspect", "--platform", "linux/arm64", set); code != 0 || !strings.Contains(out, "linux/arm64") || !strings.Contains(out, "qemu-aarch64-static") {
+		t.Errorf("inspect --platform linux/arm64 of the set: %d\n%s", code, out)
+	}
+	ref := e.s.Addr + "/multi-vm:v1"
+	if code, _, stderr := c2vm(t, "", "push", set, ref); code != 0 {
+		t.Fatalf("push set: %s", stderr)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		dir := filepath.Join(t.TempDir(), arch)
+		if code, _, stderr := c2vm(t, "", "pull", "--platform", "linux/"+arch, ref, dir); code != 0 {
+			t.Fatalf("pull %s: %s", arch, stderr)
+		}
+		if m, err := bundle.Read(dir); err != nil || m.Platform.Architecture != arch {
+			t.Errorf("pulled %s: %+v, %v", arch, m, err)
+		}
+	}
 }
 
 // TestRegistryPushPull: a bundle pushed as an OCI artifact pulls back byte for byte into another

@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/c2vm/c2vm/convert/bundle"
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/internal/launch"
 	"github.com/c2vm/c2vm/internal/registry"
@@ -86,6 +87,9 @@ func runRun(c *cli.Context) error {
 		defer cancel()
 	}
 	if dir, err = runBundleDir(c, dir); err != nil {
+		return err
+	}
+	if dir, err = bundle.Resolve(dir, c.String("platform")); err != nil { // a bundle set: the platform's
 		return err
 	}
 	plan, err := launch.Prepare(ctx, dir, opts)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/containerd/platforms"
@@ -79,6 +80,40 @@ func Open(ctx context.Context, ref string, opts Options) (*Image, error) {
 	img.store = s
 	img.progress = opts.Progress
 	return img, nil
+}
+
+// Platforms lists the platforms the image ref names offers (one for a single-platform image),
+// sorted, for converting them all.
+func Platforms(ctx context.Context, ref string, opts Options) ([]ocispec.Platform, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	s, r, err := openStore(ctx, r, opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	s = newOpenCache(s)
+	var cands []candidate
+	if r.Transport == TransportDockerArchive {
+		cands, err = dockerCandidates(ctx, s, r.Tag)
+	} else {
+		cands, err = ociCandidates(ctx, s, r.Tag)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", r, err)
+	}
+	seen := map[string]bool{}
+	var out []ocispec.Platform
+	for _, c := range cands {
+		if key := platforms.Format(c.platform); c.known && !seen[key] {
+			seen[key] = true
+			out = append(out, c.platform)
+		}
+	}
+	slices.SortFunc(out, func(a, b ocispec.Platform) int { return strings.Compare(platforms.Format(a), platforms.Format(b)) })
+	return out, nil
 }
 
 func wantPlatform(s string) (ocispec.Platform, error) {

@@ -15,8 +15,11 @@ import (
 	"slices"
 
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/c2vm/c2vm/convert/bundle"
@@ -30,28 +33,10 @@ type PushResult struct {
 	Blobs    int
 }
 
-// Push uploads the bundle at dir as ref.
+// Push uploads the bundle at dir as ref; a bundle set becomes an OCI index with a platform per
+// bundle manifest.
 func Push(ctx context.Context, c *registry.Client, dir, refStr string) (*PushResult, error) {
 	ref, err := registry.ParseReference(refStr)
-	if err != nil {
-		return nil, err
-	}
-	m, err := bundle.Read(dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.Verify(dir); err != nil {
-		return nil, err
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, bundle.ManifestFile))
-	if err != nil {
-		return nil, err
-	}
-	man, err := m.ArtifactManifest(raw)
-	if err != nil {
-		return nil, err
-	}
-	manJSON, err := json.Marshal(man)
 	if err != nil {
 		return nil, err
 	}
@@ -59,11 +44,67 @@ func Push(ctx context.Context, c *registry.Client, dir, refStr string) (*PushRes
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", refStr, err)
 	}
-	res := &PushResult{Digest: digest.FromBytes(manJSON), Blobs: len(man.Layers) + 1}
+	set, isSet, err := bundle.ReadSet(dir)
+	if err != nil {
+		return nil, err
+	}
+	res := &PushResult{}
+	if !isSet {
+		d, err := pushBundle(ctx, c, p, ref, dir, res)
+		if err != nil {
+			return nil, fmt.Errorf("push %s: %w", refStr, err)
+		}
+		res.Digest = d.Digest
+		return res, nil
+	}
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, ArtifactType: bundle.ArtifactType}
+	for _, e := range set.Bundles {
+		d, err := pushBundle(ctx, c, p, ref, filepath.Join(dir, e.Path), res)
+		if err != nil {
+			return nil, fmt.Errorf("push %s: %s: %w", refStr, e.Path, err)
+		}
+		plat := e.Platform
+		d.Platform = &plat
+		idx.Manifests = append(idx.Manifests, d)
+	}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return nil, err
+	}
+	desc := ocispec.Descriptor{MediaType: idx.MediaType, ArtifactType: idx.ArtifactType, Digest: digest.FromBytes(b), Size: int64(len(b))}
+	if _, err := c.Push(ctx, p, desc, bytes.NewReader(b)); err != nil {
+		return nil, fmt.Errorf("push %s: index: %w", refStr, registry.Describe(ref, err))
+	}
+	res.Digest, res.Blobs = desc.Digest, res.Blobs+1
+	return res, nil
+}
+
+// pushBundle uploads one bundle's blobs and manifest and returns the manifest's descriptor.
+func pushBundle(ctx context.Context, c *registry.Client, p remotes.Pusher, ref reference.Named, dir string, res *PushResult) (ocispec.Descriptor, error) {
+	m, err := bundle.Read(dir)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if err := m.Verify(dir); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, bundle.ManifestFile))
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	man, err := m.ArtifactManifest(raw)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	manJSON, err := json.Marshal(man)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	res.Blobs += len(man.Layers) + 2
 	push := func(desc ocispec.Descriptor, r io.Reader) error {
 		up, err := c.Push(ctx, p, desc, r)
 		if err != nil {
-			return fmt.Errorf("push %s: blob %s: %w", refStr, desc.Digest, registry.Describe(ref, err))
+			return fmt.Errorf("blob %s: %w", desc.Digest, registry.Describe(ref, err))
 		}
 		if up {
 			res.Uploaded++
@@ -71,24 +112,25 @@ func Push(ctx context.Context, c *registry.Client, dir, refStr string) (*PushRes
 		return nil
 	}
 	if err := push(man.Config, bytes.NewReader(raw)); err != nil {
-		return nil, err
+		return ocispec.Descriptor{}, err
 	}
 	for _, l := range man.Layers {
 		f, err := os.Open(filepath.Join(dir, l.Annotations[ocispec.AnnotationTitle]))
 		if err != nil {
-			return nil, err
+			return ocispec.Descriptor{}, err
 		}
 		err = push(l, f)
 		f.Close()
 		if err != nil {
-			return nil, err
+			return ocispec.Descriptor{}, err
 		}
 	}
-	mdesc := ocispec.Descriptor{MediaType: man.MediaType, ArtifactType: man.ArtifactType, Digest: res.Digest, Size: int64(len(manJSON))}
+	mdesc := ocispec.Descriptor{MediaType: man.MediaType, ArtifactType: man.ArtifactType, Digest: digest.FromBytes(manJSON), Size: int64(len(manJSON))}
+	res.Blobs-- // the manifest is counted as pushed, not as a blob that may be there already
 	if _, err := c.Push(ctx, p, mdesc, bytes.NewReader(manJSON)); err != nil {
-		return nil, fmt.Errorf("push %s: manifest: %w", refStr, registry.Describe(ref, err))
+		return ocispec.Descriptor{}, fmt.Errorf("manifest: %w", registry.Describe(ref, err))
 	}
-	return res, nil
+	return mdesc, nil
 }
 
 // Pull downloads the bundle ref names into dir (which must not exist, be empty or be a bundle).
