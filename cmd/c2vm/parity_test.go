@@ -150,16 +150,21 @@ func dockerBuildRoute(t *testing.T, d *dockertest.Daemon, work string) {
 	os.WriteFile(filepath.Join(conv, "kernel", filepath.Base(debs[0])), deb, 0o644)
 	d.Must(t, "build", "--network", "host", "-q", "-t", "c2vm-converter", conv)
 
-	ctxDir := filepath.Join(work, "ctx-userbuild")
-	if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join("..", "..", "examples", "vm-stage"))); err != nil {
-		t.Fatal(err)
+	for _, ex := range []string{"vm-stage", "python-service"} {
+		t.Run(ex, func(t *testing.T) {
+			ctxDir := filepath.Join(work, "ctx-"+ex)
+			if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join("..", "..", "examples", ex))); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"build", "--network", "host", "-q", "--build-arg", "BASE=c2vm-parity-base",
+				"--build-arg", "PYTHON_IMAGE=c2vm-parity-base", "--build-arg", "C2VM=c2vm-converter"}
+			d.Must(t, append(args, "--target", "app", "-t", "parity-"+ex, ctxDir)...)
+			out := filepath.Join(work, ex+".bundle")
+			d.Must(t, append(args, "--target", "bundle", "--output", "type=local,dest="+out, ctxDir)...)
+			tc := parityCase{name: ex, image: ex}
+			compareRuns(t, &allowList{reasons: map[string]string{}, used: map[string]bool{}}, tc.name, dockerRun(d, tc), c2vmRun(t, out, tc))
+		})
 	}
-	args := []string{"build", "--network", "host", "-q", "--build-arg", "BASE=c2vm-parity-base", "--build-arg", "C2VM=c2vm-converter"}
-	d.Must(t, append(args, "--target", "app", "-t", "parity-userbuild", ctxDir)...)
-	out := filepath.Join(work, "userbuild.bundle")
-	d.Must(t, append(args, "--target", "bundle", "--output", "type=local,dest="+out, ctxDir)...)
-	tc := parityCase{name: "docker-build-route", image: "userbuild"}
-	compareRuns(t, &allowList{reasons: map[string]string{}, used: map[string]bool{}}, tc.name, dockerRun(d, tc), c2vmRun(t, out, tc))
 }
 
 type runResult struct {
