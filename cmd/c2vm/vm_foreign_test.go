@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/c2vm/c2vm/initgen/kernel"
@@ -31,7 +32,7 @@ func foreignBusybox(t *testing.T, arch string) string {
 	return filepath.Join(dir, "bin", "busybox")
 }
 
-// TestVMForeignArch: arm64 and s390x images run in the amd64 VM, their binaries under the static
+// TestVMForeignArch: arm64, s390x, arm/v7 and ppc64le images run in the amd64 VM, their binaries under the static
 // qemu-user emulator the initrd carries (registered with binfmt_misc, flags F and C); the init and
 // runc stay native.
 func TestVMForeignArch(t *testing.T) {
@@ -39,14 +40,17 @@ func TestVMForeignArch(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/qemu-aarch64-static"); err != nil {
 		require(t, "foreign-architecture VM", []string{"/usr/bin/qemu-aarch64-static (Debian package qemu-user-static)"})
 	}
-	for _, tc := range []struct{ arch, uname string }{{"arm64", "aarch64"}, {"s390x", "s390x"}} {
+	for _, tc := range []struct{ deb, arch, variant, uname string }{
+		{"arm64", "arm64", "", "aarch64"}, {"s390x", "s390x", "", "s390x"}, {"armhf", "arm", "v7", "armv7l"}, {"ppc64el", "ppc64le", "", "ppc64le"},
+	} {
 		t.Run(tc.arch, func(t *testing.T) {
 			dir := t.TempDir()
 			layout := filepath.Join(dir, "oci")
-			busyboxImageFor(t, layout, foreignBusybox(t, tc.arch), ocispec.Platform{OS: "linux", Architecture: tc.arch},
+			plat := ocispec.Platform{OS: "linux", Architecture: tc.arch, Variant: tc.variant}
+			busyboxImageFor(t, layout, foreignBusybox(t, tc.deb), plat,
 				ocispec.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"uname -m; echo $((6*7)) as $(id -un)"}})
 			b := filepath.Join(dir, "bundle")
-			code, _, stderr := c2vm(t, "", "convert", "--quiet", "--platform", "linux/"+tc.arch, "-o", b, "oci:"+layout+":test")
+			code, _, stderr := c2vm(t, "", "convert", "--quiet", "--platform", platforms.Format(plat), "-o", b, "oci:"+layout+":test")
 			if code != 0 {
 				t.Fatalf("convert: %s", stderr)
 			}
