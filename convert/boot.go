@@ -53,7 +53,7 @@ func (c *conversion) writeRootfs(ctx context.Context, tree *flatten.Tree) error 
 	if name == "" {
 		name = rootfsCPIO
 	}
-	return rootfs.Write(ctx, c.opts.RootfsFormat, tree, c.stage.Path(name), rootfs.Options{})
+	return rootfs.Write(ctx, c.opts.RootfsFormat, tree, c.stage.Path(name), rootfs.Options{Compression: c.opts.Compression})
 }
 
 // BootOptions are what a bundle's boot config depends on.

@@ -56,6 +56,8 @@ type Options struct {
 	Overrides    Overrides
 	Debug        bool  // guest init logs each step
 	MaxSize      int64 // bound on the uncompressed rootfs; 0 = flatten's default
+	// Compression of the rootfs image (see rootfs.Options.Compression); "" = the format's default.
+	Compression string
 	// Changes are Dockerfile instructions applied over the image config (see ApplyChanges).
 	Changes []string
 	// ConfigFile is an OCI image config JSON for a rootfs: input (see TransportRootfs).
@@ -133,6 +135,9 @@ func (c *conversion) step(name string) {
 func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	if !validFormat(c.opts.RootfsFormat) {
 		return nil, fmt.Errorf("unknown rootfs format %q: use squashfs, erofs or initrd", c.opts.RootfsFormat)
+	}
+	if comp := c.opts.Compression; c.opts.RootfsFormat == bootcfg.FormatErofs && comp != "" && comp != "none" {
+		return nil, fmt.Errorf("--compression %s: erofs images are written uncompressed (go-erofs): use --rootfs-format squashfs to compress", comp)
 	}
 	k, err := c.loadKernel(ctx)
 	if err != nil {

@@ -134,6 +134,7 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 		{[]string{"run", "--bogus", dir}, "run: flag provided but not defined: -bogus (see c2vm run --help)"},
 		{[]string{"convert", "oci:" + dir, "-o", filepath.Join(dir, "b")}, "\"-o\" after the image: flags go before IMAGE"},
 		{[]string{"convert", "oci:" + dir}, "--output (-o) DIR is required"},
+		{[]string{"convert", "-o", filepath.Join(dir, "b"), "--rootfs-format", "erofs", "--compression", "lz4", "oci:" + dir}, "--compression lz4: erofs images are written uncompressed"},
 		{[]string{"export", dir}, "export: --runner (cloud-hypervisor, firecracker, qemu, spindle) and -o DIR are required"},
 		{[]string{"export", "--runner", "qemu", "-o", filepath.Join(dir, "x"), dir}, "not a c2vm bundle"},
 	}

@@ -28,6 +28,7 @@ func convertCommand() *cli.Command {
 			&cli.StringFlag{Name: "kernel", Usage: "kernel: a linux-image .deb, a directory with boot/ and lib/modules/, or a vmlinuz", DefaultText: "the kernel cached by make kernel", EnvVars: []string{"C2VM_KERNEL"}},
 			&cli.StringFlag{Name: "modules", Usage: "lib/modules/<version> directory to use with a bare vmlinuz --kernel"},
 			&cli.StringFlag{Name: "rootfs-format", Value: convert.DefaultFormat, Usage: "squashfs, erofs or initrd"},
+			&cli.StringFlag{Name: "compression", Usage: "rootfs compression: squashfs zstd:1-22, lz4, gzip, xz or none; initrd zstd, gzip or none", DefaultText: "zstd level 3"},
 			&cli.StringFlag{Name: "memory", Usage: "default guest memory recorded in the bundle: MiB (512) or a size (1g)", DefaultText: strconv.Itoa(convert.DefaultMemoryMiB)},
 			&cli.StringFlag{Name: "cpus", Usage: "default guest CPUs recorded in the bundle", DefaultText: strconv.Itoa(convert.DefaultCPUs)},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's ENTRYPOINT (a single executable; \"\" clears it)"},
@@ -84,6 +85,7 @@ func runConvert(c *cli.Context) error {
 		MaxSize:      c.Int64("max-size"),
 		Insecure:     c.StringSlice("insecure-registry"),
 		Changes:      c.StringSlice("change"),
+		Compression:  c.String("compression"),
 		ConfigFile:   c.String("config"),
 		Overrides: convert.Overrides{
 			Env: c.StringSlice("env"), User: c.String("user"), WorkingDir: c.String("workdir"),

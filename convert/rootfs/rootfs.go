@@ -42,7 +42,8 @@ const DefaultPrefix = "c2vm/rootfs"
 
 // Options tunes Write. The zero value is the default.
 type Options struct {
-	// Compression: squashfs takes zstd (default), gzip, lz4, xz or none; initrd takes zstd
+	// Compression: squashfs takes zstd (default, level 3), zstd:LEVEL (1-22), gzip, lz4, xz or
+	// none; initrd takes zstd
 	// (default), gzip or none. erofs is always uncompressed and rejects anything but "" and none.
 	Compression string
 	// MkfsTime is the fixed filesystem timestamp (seconds since the epoch); 0 means the

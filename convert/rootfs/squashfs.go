@@ -43,8 +43,13 @@ var sqfsCompression = map[string][]string{
 // root with the current time and the image is not reproducible.
 func writeSquashfs(ctx context.Context, img *image, out, comp string, mtime int64) error {
 	compArgs, ok := sqfsCompression[comp]
+	if level, isZstd := strings.CutPrefix(comp, "zstd:"); isZstd {
+		n, err := strconv.Atoi(level)
+		ok = err == nil && n >= 1 && n <= 22
+		compArgs = []string{"-comp", "zstd", "-Xcompression-level", level}
+	}
 	if !ok {
-		return fmt.Errorf("unknown squashfs compression %q (want zstd, gzip, lz4, xz or none)", comp)
+		return fmt.Errorf("unknown squashfs compression %q (want zstd (level 3), zstd:1 to zstd:22, gzip, lz4, xz or none)", comp)
 	}
 	if err := checkSquashfsLinks(img); err != nil {
 		return err

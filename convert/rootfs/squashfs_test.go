@@ -105,7 +105,7 @@ func TestSquashfs(t *testing.T) {
 	needTool(t, "unsquashfs")
 	tree := flattenLayers(t, fixtureLayers(t))
 	tree.Root.Mode, tree.Root.UID, tree.Root.GID = 0o751, 0, 10
-	for _, comp := range []string{"", "gzip", "lz4", "xz", "none"} {
+	for _, comp := range []string{"", "zstd:19", "gzip", "lz4", "xz", "none"} {
 		t.Run("comp="+comp, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "rootfs.squashfs")
 			if err := Write(context.Background(), Squashfs, tree, img, Options{Compression: comp, MkfsTime: 1700000000}); err != nil {
@@ -116,7 +116,7 @@ func TestSquashfs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unsquashfs -s: %v\n%s", err, out)
 			}
-			wantComp := map[string]string{"": "zstd", "none": "gzip"}[comp]
+			wantComp := map[string]string{"": "zstd", "zstd:19": "zstd", "none": "gzip"}[comp]
 			if wantComp == "" {
 				wantComp = comp
 			}
@@ -231,9 +231,11 @@ func TestSquashfsErrors(t *testing.T) {
 		}
 	})
 	t.Run("bad compression", func(t *testing.T) {
-		err := Write(context.Background(), Squashfs, tree, filepath.Join(t.TempDir(), "img"), Options{Compression: "lzma"})
-		if err == nil || !strings.Contains(err.Error(), `unknown squashfs compression "lzma"`) {
-			t.Fatalf("got %v", err)
+		for _, bad := range []string{"lzma", "zstd:0", "zstd:23", "zstd:x"} {
+			err := Write(context.Background(), Squashfs, tree, filepath.Join(t.TempDir(), "img"), Options{Compression: bad})
+			if err == nil || !strings.Contains(err.Error(), `unknown squashfs compression "`+bad+`"`) {
+				t.Fatalf("%s: got %v", bad, err)
+			}
 		}
 	})
 }
