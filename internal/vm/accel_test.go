@@ -67,14 +67,10 @@ func TestHostKVM(t *testing.T) {
 	}
 }
 
+// TestHostKVMUnopenable: a /dev/kvm that exists but cannot be opened read-write (here a directory,
+// which fails for root too, where a mode-0 file would not) is no KVM, with the reason.
 func TestHostKVMUnopenable(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root opens a mode-0 file: the permission case needs an unprivileged user (go test -short as nobody covers it)")
-	}
-	h := fakeHost(t, "amd64", map[string]string{"dev/kvm": "", "sys/module/kvm_intel/": ""})
-	if err := os.Chmod(filepath.Join(h.Root, "dev/kvm"), 0); err != nil {
-		t.Fatal(err)
-	}
+	h := fakeHost(t, "amd64", map[string]string{"dev/kvm/": "", "sys/module/kvm_intel/": ""})
 	if ok, why := h.KVM("amd64"); ok || !strings.Contains(why, "cannot be opened read-write") {
 		t.Errorf("KVM = %v, %q; want false, cannot be opened", ok, why)
 	}
