@@ -63,7 +63,7 @@ func ConvertSet(ctx context.Context, opts Options, plats []string) (*bundle.Set,
 	if err := os.Chmod(stage, 0o755); err != nil {
 		return nil, err
 	}
-	return set, replaceDir(stage, target)
+	return set, bundle.ReplaceDir(stage, target)
 }
 
 // replaceableSet accepts a missing or empty target, or an earlier bundle set.
@@ -76,25 +76,4 @@ func replaceableSet(target string) error {
 		return nil
 	}
 	return fmt.Errorf("output %s exists and is not a bundle set: remove it or choose another -o", target)
-}
-
-// replaceDir renames stage onto target, moving an existing target aside until it is done.
-func replaceDir(stage, target string) error {
-	old := ""
-	if _, err := os.Lstat(target); err == nil {
-		old = stage + ".old"
-		if err := os.Rename(target, old); err != nil {
-			return fmt.Errorf("replace %s: %w", target, err)
-		}
-	}
-	if err := os.Rename(stage, target); err != nil {
-		if old != "" {
-			os.Rename(old, target)
-		}
-		return fmt.Errorf("rename set into %s: %w", target, err)
-	}
-	if old != "" {
-		return os.RemoveAll(old)
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package convert
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,15 +13,14 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/platforms"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/c2vm/c2vm/convert/flatten"
 	"github.com/c2vm/c2vm/convert/image"
+	"github.com/c2vm/c2vm/internal/fdio"
 	"github.com/c2vm/c2vm/internal/registry"
 )
 
@@ -89,40 +87,21 @@ func (c *conversion) openRootfs(p string) (*source, error) {
 		Layers: []flatten.Layer{{Digest: TransportRootfs + ":" + p, Open: open}}, Close: func() error { return nil }}, nil
 }
 
-// openTarFile opens a tar, decompressing gzip and zstd.
+// openTarFile opens a tar, decompressing gzip and zstd (containerd's DecompressStream detects which).
 func openTarFile(p string) (io.ReadCloser, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
-	head, _ := br.Peek(4)
-	switch {
-	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		return struct {
-			io.Reader
-			io.Closer
-		}{zr, f}, nil
-	case len(head) == 4 && string(head) == "\x28\xb5\x2f\xfd":
-		zr, err := zstd.NewReader(br)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		return struct {
-			io.Reader
-			io.Closer
-		}{zr.IOReadCloser(), closers{zr.IOReadCloser(), f}}, nil
+	r, err := compression.DecompressStream(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{br, f}, nil
+	}{r, closers{r, f}}, nil
 }
 
 type closers []io.Closer
@@ -214,20 +193,15 @@ func writeDirEntry(tw *tar.Writer, p, rel string, links map[[2]uint64]string) er
 	return nil
 }
 
-// xattrs returns a file's extended attributes as PAX records (none when unsupported).
+// xattrs returns a file's extended attributes as PAX records (none when they cannot be read).
 func xattrs(p string) map[string]string {
-	buf := make([]byte, 64*1024)
-	n, err := unix.Llistxattr(p, buf)
-	if err != nil || n == 0 {
+	xs, err := fdio.Lxattrs(p)
+	if err != nil || len(xs) == 0 {
 		return nil
 	}
-	out := map[string]string{}
-	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		val := make([]byte, 64*1024)
-		vn, err := unix.Lgetxattr(p, name, val)
-		if err == nil {
-			out["SCHILY.xattr."+name] = string(val[:vn])
-		}
+	out := make(map[string]string, len(xs))
+	for name, val := range xs {
+		out["SCHILY.xattr."+name] = val
 	}
 	return out
 }

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -99,24 +98,12 @@ func copyEntry(src, dst string, st *unix.Stat_t, top bool, links map[[2]uint64]s
 
 // copyXattrs copies every extended attribute the destination filesystem takes.
 func copyXattrs(src, dst string) error {
-	buf := make([]byte, 64*1024)
-	n, err := unix.Llistxattr(src, buf)
-	if errors.Is(err, unix.ENOTSUP) {
-		return nil
-	}
+	xs, err := fdio.Lxattrs(src)
 	if err != nil {
 		return err
 	}
-	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		if name == "" {
-			continue
-		}
-		val := make([]byte, 64*1024)
-		vn, err := unix.Lgetxattr(src, name, val)
-		if err != nil {
-			return fmt.Errorf("xattr %s: %w", name, err)
-		}
-		if err := unix.Lsetxattr(dst, name, val[:vn], 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+	for name, val := range xs {
+		if err := unix.Lsetxattr(dst, name, []byte(val), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
 			return fmt.Errorf("xattr %s: %w", name, err)
 		}
 	}

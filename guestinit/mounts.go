@@ -11,9 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// parseFlags turns the boot config's flag names into mount(2) flags.
-func parseFlags(names []string) (uintptr, error) { return bootcfg.ParseMountFlags(names) }
-
 // stepMounts mounts the boot config's filesystems; optional ones may fail. Then it reads the
 // kernel command line for the debug switch.
 func stepMounts(_ context.Context, st *State) error {
@@ -36,7 +33,7 @@ func stepMounts(_ context.Context, st *State) error {
 }
 
 func mountOne(st *State, m bootcfg.Mount) error {
-	flags, err := parseFlags(m.Flags)
+	flags, err := bootcfg.ParseMountFlags(m.Flags)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", m.Target, err)
 	}

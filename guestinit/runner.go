@@ -179,9 +179,6 @@ func failureLine(step string, err error) string {
 	return "c2vm-init: " + step + ": " + msg + "\n"
 }
 
-// StatusLine is the line that reports the exit status.
-func StatusLine(status int) string { return bootcfg.FormatStatus(status) }
-
 func (st *State) reportFailure(step string, err error) {
 	line := failureLine(step, err)
 	st.Console("%s", line)
@@ -205,7 +202,7 @@ func (st *State) finish(status int) {
 			st.powerOff()
 		}
 	}()
-	line := StatusLine(status)
+	line := bootcfg.FormatStatus(status)
 	if err := st.writeStatus([]byte(line)); err != nil {
 		st.Debugf("status port: %v", err)
 	}

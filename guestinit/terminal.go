@@ -150,7 +150,7 @@ func (t *terminal) request(line string) {
 	if t == nil {
 		return
 	}
-	rows, cols, ok := parseWinsize(line)
+	rows, cols, ok := bootcfg.ParseWinsize(line)
 	if !ok {
 		return
 	}
@@ -178,6 +178,3 @@ func (t *terminal) finish(clock Clock) {
 	}
 	t.master.Close()
 }
-
-// parseWinsize parses a winsize request (bootcfg.FormatWinsize).
-func parseWinsize(line string) (rows, cols uint16, ok bool) { return bootcfg.ParseWinsize(line) }

@@ -1,6 +1,7 @@
 package guestinit
 
 import (
+	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/internal/fdio"
 
 	"io"
@@ -27,9 +28,9 @@ func TestParseWinsize(t *testing.T) {
 		{"stop", 0, 0, false},
 	}
 	for _, tt := range tests {
-		r, c, ok := parseWinsize(tt.line)
+		r, c, ok := bootcfg.ParseWinsize(tt.line)
 		if r != tt.rows || c != tt.cols || ok != tt.ok {
-			t.Errorf("parseWinsize(%q) = %d, %d, %v; want %d, %d, %v", tt.line, r, c, ok, tt.rows, tt.cols, tt.ok)
+			t.Errorf("ParseWinsize(%q) = %d, %d, %v; want %d, %d, %v", tt.line, r, c, ok, tt.rows, tt.cols, tt.ok)
 		}
 	}
 }

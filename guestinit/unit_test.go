@@ -38,8 +38,8 @@ func TestExitCode(t *testing.T) {
 
 func TestStatusLine(t *testing.T) {
 	for status, want := range map[int]string{0: "c2vm-exit-status: 0\n", 125: "c2vm-exit-status: 125\n", 137: "c2vm-exit-status: 137\n"} {
-		if got := StatusLine(status); got != want || !strings.HasPrefix(got, bootcfg.StatusLinePrefix) {
-			t.Errorf("StatusLine(%d) = %q, want %q", status, got, want)
+		if got := bootcfg.FormatStatus(status); got != want || !strings.HasPrefix(got, bootcfg.StatusLinePrefix) {
+			t.Errorf("FormatStatus(%d) = %q, want %q", status, got, want)
 		}
 	}
 }
@@ -318,10 +318,10 @@ func TestEmptyInitramfsRefusesOutsidePID1(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	if f, err := parseFlags([]string{"ro", "nosuid", "rbind"}); err != nil || f != unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_BIND|unix.MS_REC {
-		t.Errorf("parseFlags = %#x, %v", f, err)
+	if f, err := bootcfg.ParseMountFlags([]string{"ro", "nosuid", "rbind"}); err != nil || f != unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_BIND|unix.MS_REC {
+		t.Errorf("ParseMountFlags = %#x, %v", f, err)
 	}
-	if _, err := parseFlags([]string{"bogus"}); err == nil {
+	if _, err := bootcfg.ParseMountFlags([]string{"bogus"}); err == nil {
 		t.Error("unknown flag accepted")
 	}
 }

@@ -42,6 +42,8 @@ var parityCases = []parityCase{
 	{name: "env-and-workdir", image: "fidelity", flags: []string{"-e", "EXTRA=1", "-w", "/tmp"}, args: []string{"sh", "-c", "pwd; env | LC_ALL=C sort"}},
 	{name: "env-unset", image: "fidelity", flags: []string{"-e", "GREETING", "-e", "C2VM_PARITY_NOT_SET"}, args: []string{"sh", "-c", `echo "[${GREETING-unset}] [${C2VM_PARITY_NOT_SET-unset}]"`}},
 	{name: "env-comma", image: "fidelity", flags: []string{"-e", "LIST=a,b,c"}, args: []string{"sh", "-c", `echo "$LIST"`}},
+	{name: "env-file", image: "fidelity", flags: []string{"--env-file", filepath.Join(parityDir, "env.list")}, args: []string{"sh", "-c",
+		`echo "[$LEADING] [$TRAILING] [$QUOTED] [${C2VM_PARITY-unset}] [${C2VM_NOT_SET_ANYWHERE-unset}] [${EMPTY-unset}]"`}},
 	{name: "user-groups", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"id"}},
 	{name: "setuid", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"/usr/local/bin/suid-id", "-u"}},
 	{name: "file-capability", image: "fidelity", flags: []string{"-u", "app"}, args: []string{"/usr/local/bin/py-raw", "-c",

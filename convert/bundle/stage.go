@@ -136,23 +136,32 @@ func (s *Stage) describeAll() ([]File, error) {
 // replace renames the stage onto the target. An existing target is first moved aside and removed
 // only once the new bundle is in place.
 func (s *Stage) replace() error {
-	old := ""
-	if _, err := os.Lstat(s.target); err == nil {
-		if !replaceable(s.target) { // checked in NewStage too; the directory may have changed since
-			return fmt.Errorf("output %s exists and is not a c2vm bundle: remove it or choose another -o", s.target)
-		}
-		old = s.Dir + ".old"
-		if err := os.Rename(s.target, old); err != nil {
-			return fmt.Errorf("replace %s: %w", s.target, err)
-		}
+	if _, err := os.Lstat(s.target); err == nil && !replaceable(s.target) { // checked in NewStage too; the directory may have changed since
+		return fmt.Errorf("output %s exists and is not a c2vm bundle: remove it or choose another -o", s.target)
 	}
-	if err := os.Rename(s.Dir, s.target); err != nil {
-		if old != "" {
-			_ = os.Rename(old, s.target)
-		}
-		return fmt.Errorf("rename bundle into %s: %w", s.target, err)
+	if err := ReplaceDir(s.Dir, s.target); err != nil {
+		return err
 	}
 	s.Dir = ""
+	return nil
+}
+
+// ReplaceDir renames the directory dir onto target. An existing target is first moved aside and
+// removed only once dir is in place (put back if the rename fails).
+func ReplaceDir(dir, target string) error {
+	old := ""
+	if _, err := os.Lstat(target); err == nil {
+		old = dir + ".old"
+		if err := os.Rename(target, old); err != nil {
+			return fmt.Errorf("replace %s: %w", target, err)
+		}
+	}
+	if err := os.Rename(dir, target); err != nil {
+		if old != "" {
+			_ = os.Rename(old, target)
+		}
+		return fmt.Errorf("rename into %s: %w", target, err)
+	}
 	if old != "" {
 		return os.RemoveAll(old)
 	}

@@ -94,13 +94,7 @@ func Platforms(ctx context.Context, ref string, opts Options) ([]ocispec.Platfor
 		return nil, err
 	}
 	defer s.Close()
-	s = newOpenCache(s)
-	var cands []candidate
-	if r.Transport == TransportDockerArchive {
-		cands, err = dockerCandidates(ctx, s, r.Tag)
-	} else {
-		cands, err = ociCandidates(ctx, s, r.Tag)
-	}
+	cands, err := candidates(ctx, newOpenCache(s), r)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", r, err)
 	}
@@ -131,16 +125,7 @@ func resolve(ctx context.Context, s store, r Ref, want ocispec.Platform) (*Image
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var (
-		cands []candidate
-		err   error
-	)
-	s = newOpenCache(s)
-	if r.Transport == TransportDockerArchive {
-		cands, err = dockerCandidates(ctx, s, r.Tag)
-	} else {
-		cands, err = ociCandidates(ctx, s, r.Tag)
-	}
+	cands, err := candidates(ctx, newOpenCache(s), r)
 	if err != nil {
 		return nil, err
 	}
@@ -151,11 +136,19 @@ func resolve(ctx context.Context, s store, r Ref, want ocispec.Platform) (*Image
 	return c.load()
 }
 
+// candidates lists the single-platform images the store offers for r.
+func candidates(ctx context.Context, s store, r Ref) ([]candidate, error) {
+	if r.Transport == TransportDockerArchive {
+		return dockerCandidates(ctx, s, r.Tag)
+	}
+	return ociCandidates(ctx, s, r.Tag)
+}
+
 // openStore opens the directory, archive or registry image r names, detecting the transport of
 // a bare reference.
 func openStore(ctx context.Context, r Ref, ropts registry.Options) (store, Ref, error) {
 	if r.Transport == "" {
-		if _, err := os.Stat(r.Path); err != nil && looksLikeRegistry(r.Path) {
+		if _, err := os.Stat(r.Path); err != nil && registry.LooksLikeReference(r.Path) {
 			r = Ref{Transport: TransportDocker, Path: r.Path}
 		}
 	}

@@ -25,9 +25,6 @@ const TransportDocker = "docker"
 // maxManifest bounds index and manifest blobs read from a registry.
 const maxManifest = 4 << 20
 
-// looksLikeRegistry reports whether a bare reference names a registry host, as docker decides.
-func looksLikeRegistry(s string) bool { return registry.LooksLikeReference(s) }
-
 // registryStore serves a registry image as if it were an OCI layout: a synthetic index.json
 // naming the resolved manifest, and blobs by digest, each fetched through the client's cache.
 // It learns the descriptors of the blobs it may be asked for from the indexes and manifests it

@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -28,7 +30,7 @@ const (
 )
 
 // Runners lists the runner names, sorted.
-func Runners() []string { return []string{CloudHypervisor, Firecracker, QEMU, Spindle} }
+func Runners() []string { return slices.Sorted(maps.Keys(writers)) }
 
 // Options for Write. The zero value of each field is the sensible default.
 type Options struct {

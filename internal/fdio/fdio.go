@@ -2,8 +2,13 @@
 package fdio
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Control runs fn on f's descriptor without f.Fd(), which would switch f to blocking mode and keep
@@ -37,4 +42,27 @@ func CopyFile(src, dst string, perm os.FileMode) error {
 		return err
 	}
 	return out.Close()
+}
+
+// Lxattrs returns the extended attributes of path itself (a symlink's own), by name; a
+// filesystem without xattrs gives none.
+func Lxattrs(path string) (map[string]string, error) {
+	buf := make([]byte, 64*1024)
+	n, err := unix.Llistxattr(path, buf)
+	if errors.Is(err, unix.ENOTSUP) || n == 0 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	val := make([]byte, 64*1024)
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		vn, err := unix.Lgetxattr(path, name, val)
+		if err != nil {
+			return nil, fmt.Errorf("xattr %s: %w", name, err)
+		}
+		out[name] = string(val[:vn])
+	}
+	return out, nil
 }

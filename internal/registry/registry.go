@@ -149,7 +149,7 @@ func (c *Client) hosts(host string) ([]docker.RegistryHost, error) {
 	if insecure || isLoopback(host) {
 		rt = docker.NewHTTPFallback(tr)
 	}
-	client := &http.Client{Transport: rt, Timeout: 0}
+	client := &http.Client{Transport: rt}
 	name := host
 	if host == "docker.io" {
 		name = "registry-1.docker.io"

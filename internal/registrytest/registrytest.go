@@ -165,15 +165,13 @@ func (s *Server) Copy(t testing.TB, src, repoTag string, extra ...string) {
 func (s *Server) DockerConfig(t testing.TB, user, pass string) string {
 	t.Helper()
 	dir := t.TempDir()
-	auth := encode(user + ":" + pass)
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
 	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, s.Addr, auth)
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return dir
 }
-
-func encode(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func freeAddr(t testing.TB) string {
 	t.Helper()

@@ -100,7 +100,7 @@ func pushBundle(ctx context.Context, c *registry.Client, p remotes.Pusher, ref r
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	res.Blobs += len(man.Layers) + 2
+	res.Blobs += len(man.Layers) + 1 // config and files; the manifest is always pushed
 	push := func(desc ocispec.Descriptor, r io.Reader) error {
 		up, err := c.Push(ctx, p, desc, r)
 		if err != nil {
@@ -126,7 +126,6 @@ func pushBundle(ctx context.Context, c *registry.Client, p remotes.Pusher, ref r
 		}
 	}
 	mdesc := ocispec.Descriptor{MediaType: man.MediaType, ArtifactType: man.ArtifactType, Digest: digest.FromBytes(manJSON), Size: int64(len(manJSON))}
-	res.Blobs-- // the manifest is counted as pushed, not as a blob that may be there already
 	if _, err := c.Push(ctx, p, mdesc, bytes.NewReader(manJSON)); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("manifest: %w", registry.Describe(ref, err))
 	}

@@ -115,7 +115,7 @@ func (r *relay) readStatus(c net.Conn) {
 		if strings.TrimRight(line, "\r") == bootcfg.ReadyLine {
 			return
 		}
-		if code, ok := ParseStatus(line); ok {
+		if code, ok := bootcfg.ParseStatus(line); ok {
 			r.mu.Lock()
 			r.code, r.haveCode = code, true
 			r.mu.Unlock()

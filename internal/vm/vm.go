@@ -18,8 +18,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/c2vm/c2vm/bootcfg"
 )
 
 // Config describes one VM run. Zero values pick sensible defaults.
@@ -119,7 +117,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // DryRun returns the QEMU command line Run would start first (the accelerator chosen as Run
-// chooses it), with placeholder socket paths under $XDG_RUNTIME_DIR-like "c2vm-vm-*".
+// chooses it), with placeholder socket paths in $TMPDIR/c2vm-vm-XXXX.
 func DryRun(cfg Config) ([]string, error) {
 	acc, err := ChooseAccel(cfg.Accel, cfg.Arch, cfg.Host)
 	if err != nil {
@@ -286,9 +284,6 @@ func firstMatching(s, sub string) string {
 	}
 	return ""
 }
-
-// ParseStatus parses a status line "c2vm-exit-status: N" (bootcfg.ParseStatus).
-func ParseStatus(line string) (int, bool) { return bootcfg.ParseStatus(line) }
 
 // ports are the host ends of the guest's serial channels: QEMU connects to each as a client.
 type ports struct {

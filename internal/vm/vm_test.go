@@ -3,6 +3,8 @@ package vm
 import (
 	"strings"
 	"testing"
+
+	"github.com/c2vm/c2vm/bootcfg"
 )
 
 func TestParseStatus(t *testing.T) {
@@ -20,7 +22,7 @@ func TestParseStatus(t *testing.T) {
 		{"prefix c2vm-exit-status: 3", 0, false},
 	}
 	for _, tt := range tests {
-		code, ok := ParseStatus(tt.line)
+		code, ok := bootcfg.ParseStatus(tt.line)
 		if code != tt.code || ok != tt.ok {
 			t.Errorf("ParseStatus(%q) = %d, %v; want %d, %v", tt.line, code, ok, tt.code, tt.ok)
 		}
