@@ -70,13 +70,10 @@ func FindEmulator(arch, dir string) (Emulator, error) {
 		return e, fmt.Errorf("%s images run under emulation and need %s: install Debian package qemu-user-static (%w)", arch, e.Source, err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	head := make([]byte, 64)
-	n, _ := io.ReadFull(f, head)
-	if !bytes.HasPrefix(head[:n], []byte("\x7fELF")) || isDynamic(e.Source) {
+	if isDynamic(e.Source) {
 		return e, fmt.Errorf("%s is not a static ELF emulator: install Debian package qemu-user-static", e.Source)
 	}
-	h.Write(head[:n])
+	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return e, err
 	}
@@ -85,8 +82,8 @@ func FindEmulator(arch, dir string) (Emulator, error) {
 	return e, nil
 }
 
-// isDynamic reports whether an ELF has an interpreter (PT_INTERP): a dynamic emulator cannot run
-// inside the container's root.
+// isDynamic reports whether file is not an ELF or has an interpreter (PT_INTERP): a dynamic
+// emulator cannot run inside the container's root.
 func isDynamic(file string) bool {
 	f, err := elf.Open(file)
 	if err != nil {
