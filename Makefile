@@ -8,10 +8,19 @@ BIN        := $(CURDIR)/bin
 BUILD      := $(CURDIR)/build
 CACHE      ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/c2vm
 KERNEL_DIR := $(CACHE)/kernel
-KERNEL_PKG ?= linux-image-cloud-amd64
+HOST_ARCH  := $(shell $(GO) env GOARCH 2>/dev/null || dpkg --print-architecture)
+# Guest architectures this c2vm carries an init and runc for (the host's and the cross-built ones).
+GUEST_ARCHES ?= amd64 arm64
+CROSS_ARCHES := $(filter-out $(HOST_ARCH),$(GUEST_ARCHES))
+TRIPLET_amd64 := x86_64-linux-gnu
+TRIPLET_arm64 := aarch64-linux-gnu
+# A cross C compiler, its libc and libseccomp of the target architecture (multiarch) per cross arch.
+CROSS_PKGS := $(foreach a,$(CROSS_ARCHES),gcc-$(subst _,-,$(TRIPLET_$(a))) libc6-dev-$(a)-cross libseccomp-dev:$(a))
+cc = $(if $(filter $(1),$(HOST_ARCH)),gcc,$(TRIPLET_$(1))-gcc)
 FUZZTIME   ?= 30s
 FUZZMIN    ?= 5s
-DEB_PKGS   := gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 squashfs-tools erofs-utils e2fsprogs busybox-static qemu-user-static
+BUILD_PKGS := gcc libc6-dev pkg-config libseccomp-dev $(CROSS_PKGS)
+DEB_PKGS   := $(BUILD_PKGS) qemu-system-x86 qemu-system-arm squashfs-tools erofs-utils e2fsprogs busybox-static qemu-user-static
 DEBS_DIR   := $(CACHE)/debs
 FOREIGN    := arm64 s390x armhf ppc64el
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -32,52 +41,70 @@ deps: ## install the Debian packages c2vm needs (only the missing ones)
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
+	  for a in $$(echo "$$missing" | tr ' ' '\n' | sed -n 's/.*://p' | sort -u); do \
+	    dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a; \
+	  done; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-deps-build: ## install only what building c2vm needs (gcc, libseccomp-dev)
-	@$(MAKE) --no-print-directory deps DEB_PKGS="gcc libc6-dev pkg-config libseccomp-dev"
+deps-build: ## install only what building c2vm needs (gcc, libseccomp-dev, the cross compilers)
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BUILD_PKGS)"
 
-kernel: deps ## fetch the reference kernel package into ~/.cache/c2vm/kernel (XDG_CACHE_HOME), once
-	@if ! ls $(KERNEL_DIR)/linux-image-[0-9]*.deb >/dev/null 2>&1; then \
+kernel: deps ## fetch the reference kernel package per guest arch into ~/.cache/c2vm/kernel (XDG_CACHE_HOME), once
+	@for a in $(GUEST_ARCHES); do \
+	  ls $(KERNEL_DIR)/linux-image-[0-9]*_$$a.deb >/dev/null 2>&1 && continue; \
+	  dpkg --print-architecture | grep -qx $$a || dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a; \
 	  mkdir -p $(KERNEL_DIR) && cd $(KERNEL_DIR) && \
 	  $(SUDO) apt-get update -qq && \
-	  dep=$$(apt-cache depends $(KERNEL_PKG) | awk '/Depends: linux-image-[0-9]/{print $$2; exit}') && \
+	  dep=$$(apt-cache depends linux-image-cloud-$$a:$$a | awk '/Depends: linux-image-[0-9]/{print $$2; exit}') && \
 	  test -n "$$dep" && chmod 777 . && apt-get download $$dep 2>&1 | grep -v unsandboxed; \
-	fi
+	done; true
 	@ls $(KERNEL_DIR)/linux-image-[0-9]*.deb
 
-foreign: deps ## fetch busybox-static for foreign architectures (test images) into ~/.cache/c2vm/debs, once
-	@for a in $(FOREIGN); do \
-	  if ! ls $(DEBS_DIR)/busybox-static_*_$$a.deb >/dev/null 2>&1; then \
-	    dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a; \
-	    need_update=1; \
-	  fi; \
+# Emulators of Debian's qemu-user-static:<vm arch> that a VM of a non-host architecture carries for
+# foreign images (only these, ~63 MB of the package's 370).
+EMULATORS := x86_64 i386 aarch64 arm s390x ppc64le riscv64
+
+foreign: deps ## fetch busybox-static per foreign arch (test images) and qemu-user-static per cross VM arch into ~/.cache/c2vm, once
+	@for a in $(FOREIGN) $(CROSS_ARCHES); do \
+	  dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a; \
 	done; \
-	if [ -n "$$need_update" ]; then \
+	need() { ls $(DEBS_DIR)/$$1_*_$$2.deb >/dev/null 2>&1 || echo $$1:$$2; }; \
+	pkgs="$$(for a in $(FOREIGN); do need busybox-static $$a; done; for a in $(CROSS_ARCHES); do need qemu-user-static $$a; done)"; \
+	if [ -n "$$pkgs" ]; then \
 	  $(SUDO) apt-get update -qq && mkdir -p $(DEBS_DIR) && chmod 777 $(DEBS_DIR) && cd $(DEBS_DIR) && \
-	  for a in $(FOREIGN); do apt-get download busybox-static:$$a 2>&1 | grep -v unsandboxed; done; \
-	fi; true
-	@ls $(DEBS_DIR)/busybox-static_*.deb
+	  for p in $$pkgs; do apt-get download $$p 2>&1 | grep -v unsandboxed; done; \
+	fi; \
+	for a in $(CROSS_ARCHES); do \
+	  dir=$(CACHE)/emulators/$$a; [ -d $$dir ] && continue; \
+	  rm -rf $$dir.tmp && mkdir -p $$dir.tmp && \
+	  dpkg-deb --fsys-tarfile $$(ls $(DEBS_DIR)/qemu-user-static_*_$$a.deb | tail -1) | \
+	    tar -x -C $$dir.tmp $(foreach e,$(EMULATORS),./usr/bin/qemu-$(e)-static) && \
+	  rm -f $$dir.tmp/usr/bin/qemu-$$(case $$a in amd64) echo x86_64;; arm64) echo aarch64;; esac)-static && \
+	  rm -rf $$dir && mv $$dir.tmp $$dir || exit 1; \
+	done
+	@ls -d $(DEBS_DIR)/busybox-static_*.deb $(addprefix $(CACHE)/emulators/,$(CROSS_ARCHES))
 
-# Rebuilt only when the runc version pinned in go.mod changes (~60 s cold on 2 cores).
-$(BIN)/.runc-$(RUNC_VER): | deps-build
-	@mkdir -p $(BIN)
-	CGO_ENABLED=1 $(GO) build -trimpath -tags "seccomp netgo osusergo" \
-	  -ldflags "-s -w -extldflags -static -X main.version=$(RUNC_VER)" -o $(BIN)/runc github.com/opencontainers/runc
-	@rm -f $(BIN)/.runc-* && touch $@
+# Per guest arch, rebuilt only when the runc version pinned in go.mod changes (~60 s cold on 2
+# cores for the host's, ~30 s more per cross arch); libseccomp of the target arch is linked in.
+$(BIN)/%/.runc-$(RUNC_VER): | deps-build
+	@mkdir -p $(BIN)/$*
+	CGO_ENABLED=1 GOARCH=$* CC=$(call cc,$*) PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR=/usr/lib/$(TRIPLET_$*)/pkgconfig \
+	  $(GO) build -trimpath -tags "seccomp netgo osusergo" \
+	  -ldflags "-s -w -extldflags -static -X main.version=$(RUNC_VER)" -o $(BIN)/$*/runc github.com/opencontainers/runc
+	@rm -f $(BIN)/$*/.runc-* && touch $@
 
-runc: $(BIN)/.runc-$(RUNC_VER) ## build the static runc with seccomp (cached in bin/)
+runc: $(foreach a,$(GUEST_ARCHES),$(BIN)/$(a)/.runc-$(RUNC_VER)) ## build the static runc with seccomp per guest arch (cached in bin/<arch>/)
 
-init: ## build the guest init (static, no cgo)
-	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/c2vm-init ./guestinit/cmd/c2vm-init
+init: ## build the guest init per guest arch (static, no cgo)
+	@for a in $(GUEST_ARCHES); do \
+	  mkdir -p $(BIN)/$$a && CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/$$a/c2vm-init ./guestinit/cmd/c2vm-init || exit 1; \
+	done
 
 build: deps build-only ## install what is missing, then build c2vm with the guest init and runc embedded (bin/c2vm)
 
-build-only: runc init ## build bin/c2vm without checking Debian packages beyond gcc and libseccomp-dev
-	@mkdir -p $(ASSETS)
-	cp $(BIN)/c2vm-init $(BIN)/runc $(ASSETS)/
+build-only: runc init ## build bin/c2vm without checking Debian packages beyond the compilers and libseccomp-dev
+	@for a in $(GUEST_ARCHES); do mkdir -p $(ASSETS)/$$a && cp $(BIN)/$$a/c2vm-init $(BIN)/$$a/runc $(ASSETS)/$$a/ || exit 1; done
 	$(GO) build -trimpath -tags c2vm_embed -o $(BIN)/c2vm ./cmd/c2vm
 
 example: build ## make the example image (OCI layout, offline) in build/hello-oci
@@ -122,4 +149,4 @@ bench: build ## benchmarks: conversion (vs umoci + mksquashfs), flatten, rootfs 
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 
 clean: ## remove build outputs (keeps the kernel cache)
-	rm -rf $(BIN) $(BUILD) $(ASSETS)/c2vm-init $(ASSETS)/runc
+	rm -rf $(BIN) $(BUILD) $(addprefix $(ASSETS)/,$(GUEST_ARCHES))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -27,7 +28,20 @@ import (
 // messages, a guest that ends instead of hanging on panic, and overcommit so that the Go PID 1 can
 // reserve its heap in small guests (the init puts the heuristic back for the workload: see
 // bootcfg.DockerSysctls).
+// The console is the VM architecture's first serial port (see BootArgs).
 const BaseBootArgs = "console=ttyS0 quiet panic=-1 sysctl.vm.overcommit_memory=1"
+
+// serialConsoles are the first serial port of each VM architecture's machine: the 8250 UART of
+// QEMU q35/microvm, Firecracker and Cloud Hypervisor on x86, the PL011 of QEMU virt on arm64.
+var serialConsoles = map[string]string{"amd64": "ttyS0", "arm64": "ttyAMA0"}
+
+// BootArgs is BaseBootArgs with the console of the VM architecture.
+func BootArgs(vmArch string) string {
+	if c, ok := serialConsoles[vmArch]; ok && c != "ttyS0" {
+		return strings.Replace(BaseBootArgs, "console=ttyS0", "console="+c, 1)
+	}
+	return BaseBootArgs
+}
 
 // rootfsCPIO is where the initrd-format rootfs is staged before it is appended to the initrd.
 const rootfsCPIO = "rootfs.cpio"
@@ -101,7 +115,7 @@ func (c *conversion) rootfsIdentity() (*bootcfg.Identity, error) {
 
 func (c *conversion) manifest(img *source, k *kernel.Kernel, cfg ocispec.ImageConfig, rs *specs.Spec, passwd, group []byte, id *bootcfg.Identity) *bundle.Manifest {
 	meta := spec.ImageMetadata(img.Config)
-	args := BaseBootArgs
+	args := BootArgs(c.vmArch)
 	m := &bundle.Manifest{
 		Platform:     img.Platform,
 		Source:       bundle.Source{Ref: c.opts.Image, Name: img.Name, ManifestDigest: img.ManifestDigest.String(), ConfigDigest: img.ConfigDigest.String()},
@@ -137,7 +151,7 @@ func (c *conversion) writeBoot(ctx context.Context, k *kernel.Kernel, m *bundle.
 	if err != nil {
 		return fmt.Errorf("encode runtime spec: %w", err)
 	}
-	a, err := assets.Find()
+	a, err := assets.Find(c.vmArch)
 	if err != nil {
 		return err
 	}

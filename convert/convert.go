@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -24,6 +25,7 @@ import (
 	"github.com/c2vm/c2vm/convert/rootfs"
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/initgen"
+	"github.com/c2vm/c2vm/initgen/assets"
 	"github.com/c2vm/c2vm/initgen/kernel"
 )
 
@@ -139,16 +141,16 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	if comp := c.opts.Compression; c.opts.RootfsFormat == bootcfg.FormatErofs && comp != "" && comp != "none" {
 		return nil, fmt.Errorf("--compression %s: erofs images are written uncompressed (go-erofs): use --rootfs-format squashfs to compress", comp)
 	}
-	k, err := c.loadKernel(ctx)
-	if err != nil {
-		return nil, err
-	}
 	c.step("open image")
 	img, err := c.openSource(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer img.Close()
+	k, err := c.loadKernel(ctx, img.Platform)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.planEmulation(k, img.Platform); err != nil {
 		return nil, err
 	}
@@ -196,21 +198,25 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 
 // planEmulation decides how the image runs. The kernel's architecture is the VM's (the guest init
 // and runc are built for it); an image of another architecture (beyond the VM's own 32-bit
-// sibling) runs under a static qemu-user emulator that the initrd carries and the init registers
-// with binfmt_misc.
+// sibling) runs under a static qemu-user emulator built for the VM's architecture, which the
+// initrd carries and the init registers with binfmt_misc.
 func (c *conversion) planEmulation(k *kernel.Kernel, p ocispec.Platform) error {
 	vm, err := kernel.Arch(k.Vmlinuz)
 	if err != nil {
 		return err
 	}
-	if vm != runtime.GOARCH {
-		return fmt.Errorf("kernel %s is for %s guests, and this c2vm carries a guest init and runc for %s only: give an %s kernel", k.Vmlinuz, vm, runtime.GOARCH, runtime.GOARCH)
+	if _, err := assets.Find(vm); err != nil {
+		return fmt.Errorf("kernel %s is for %s guests: %w", k.Vmlinuz, vm, err)
 	}
 	c.vmArch = vm
 	if spec.GuestArch(p.Architecture) == vm {
 		return nil
 	}
-	e, err := initgen.FindEmulator(p.Architecture, c.opts.EmulatorDir)
+	dir, hint, err := c.emulatorDir(vm)
+	if err != nil {
+		return err
+	}
+	e, err := initgen.FindEmulator(p.Architecture, vm, dir, hint)
 	if err != nil {
 		return fmt.Errorf("image platform %s/%s in an %s VM: %w", p.OS, p.Architecture, vm, err)
 	}
@@ -219,6 +225,32 @@ func (c *conversion) planEmulation(k *kernel.Kernel, p ocispec.Platform) error {
 		c.opts.Warn(fmt.Sprintf("the image is %s/%s and the VM %s: its binaries run under %s (%s)", p.OS, p.Architecture, vm, e.Name, e.Version))
 	}
 	return nil
+}
+
+// emulatorDir is where the qemu-user emulators built for the VM's architecture are: the option,
+// /usr/bin for the host's architecture, else the cache where `make foreign` unpacks Debian's
+// qemu-user-static of that architecture. hint says how to get them.
+func (c *conversion) emulatorDir(vm string) (dir, hint string, err error) {
+	if c.opts.EmulatorDir != "" {
+		return c.opts.EmulatorDir, "", nil
+	}
+	if vm == runtime.GOARCH {
+		return "", "", nil
+	}
+	cache, err := c.cacheDir()
+	if err != nil {
+		return "", "", err
+	}
+	root := filepath.Join(cache, "emulators", vm)
+	hint = fmt.Sprintf("run `make foreign`, or apt-get download qemu-user-static:%s and dpkg -x it into %s", vm, root)
+	return filepath.Join(root, "usr", "bin"), hint, nil
+}
+
+func (c *conversion) cacheDir() (string, error) {
+	if c.opts.CacheDir != "" {
+		return c.opts.CacheDir, nil
+	}
+	return kernel.DefaultCacheDir()
 }
 
 // initrdHeadroomMiB is what a guest needs besides an initrd-format rootfs: the kernel's image and
@@ -255,10 +287,29 @@ func validFormat(f string) bool {
 	return f == bootcfg.FormatSquashfs || f == bootcfg.FormatErofs || f == bootcfg.FormatInitrd
 }
 
-func (c *conversion) loadKernel(ctx context.Context) (*kernel.Kernel, error) {
+// loadKernel returns the kernel the user gave, else the default kernel for the image's
+// architecture when there is one (and this c2vm has a guest init for it), else the host's: the
+// VM's architecture is its kernel's. 32-bit images (arm, 386) get the host's kernel: an arm64
+// host runs arm natively only where its CPUs have AArch32, which KVM cannot promise.
+func (c *conversion) loadKernel(ctx context.Context, p ocispec.Platform) (*kernel.Kernel, error) {
 	kopts := kernel.Options{CacheDir: c.opts.CacheDir, ModulesDir: c.opts.ModulesDir}
 	if c.opts.Kernel != "" {
 		return kernel.Load(ctx, c.opts.Kernel, kopts)
+	}
+	want := p.Architecture
+	if want == runtime.GOARCH || want == "arm" || want == "386" {
+		return kernel.Default(ctx, kopts)
+	}
+	if _, err := assets.Find(want); err == nil {
+		kopts.Arch = want
+		k, err := kernel.Default(ctx, kopts)
+		if !errors.Is(err, kernel.ErrNoKernel) {
+			return k, err
+		}
+		if c.opts.Warn != nil {
+			c.opts.Warn(fmt.Sprintf("no %s kernel (`make kernel` fetches one): the VM is %s", want, runtime.GOARCH))
+		}
+		kopts.Arch = ""
 	}
 	return kernel.Default(ctx, kopts)
 }

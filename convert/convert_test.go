@@ -27,29 +27,31 @@ const fakeVersion = "6.1.0-fake"
 // fakeKernelDir writes a kernel tree (boot/vmlinuz-*, lib/modules/<ver>/) with every default module.
 func fakeKernelDir(t testing.TB) string {
 	t.Helper()
-	mods := []fakekernel.Mod{
-		{Path: "kernel/drivers/virtio/virtio.ko"},
-		{Path: "kernel/drivers/virtio/virtio_ring.ko"},
-		{Path: "kernel/drivers/virtio/virtio_pci.ko", Depends: []string{"virtio", "virtio_ring"}},
-		{Path: "kernel/drivers/virtio/virtio_mmio.ko", Depends: []string{"virtio", "virtio_ring"}},
-		{Path: "kernel/drivers/block/virtio_blk.ko", Depends: []string{"virtio", "virtio_ring"}},
-		{Path: "kernel/drivers/char/virtio_console.ko", Depends: []string{"virtio", "virtio_ring"}},
-		{Path: "kernel/net/core/failover.ko"},
-		{Path: "kernel/drivers/net/net_failover.ko", Depends: []string{"failover"}},
-		{Path: "kernel/drivers/net/virtio_net.ko", Depends: []string{"net_failover", "virtio", "virtio_ring"}},
-		{Path: "kernel/drivers/char/hw_random/virtio-rng.ko", Depends: []string{"virtio", "virtio_ring"}},
-		{Path: "kernel/fs/overlayfs/overlay.ko"},
-		{Path: "kernel/fs/squashfs/squashfs.ko"},
-		{Path: "kernel/lib/libcrc32c.ko"},
-		{Path: "kernel/fs/erofs/erofs.ko", Depends: []string{"libcrc32c"}},
-		{Path: "kernel/fs/binfmt_misc.ko"},
-		{Path: "kernel/net/vmw_vsock/vsock.ko"},
-		{Path: "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko", Depends: []string{"vsock", "virtio", "virtio_ring"}},
-		{Path: "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko", Depends: []string{"vmw_vsock_virtio_transport_common", "vsock"}},
-	}
 	dir := t.TempDir()
-	fakekernel.WriteTree(t, dir, fakekernel.Files(fakeVersion, mods, []string{"kernel/fs/ext4/ext4.ko"}))
+	fakekernel.WriteTree(t, dir, fakekernel.Files(fakeVersion, fakeModules, []string{"kernel/fs/ext4/ext4.ko"}))
 	return dir
+}
+
+// fakeModules are every default module of a fake kernel, with their dependencies.
+var fakeModules = []fakekernel.Mod{
+	{Path: "kernel/drivers/virtio/virtio.ko"},
+	{Path: "kernel/drivers/virtio/virtio_ring.ko"},
+	{Path: "kernel/drivers/virtio/virtio_pci.ko", Depends: []string{"virtio", "virtio_ring"}},
+	{Path: "kernel/drivers/virtio/virtio_mmio.ko", Depends: []string{"virtio", "virtio_ring"}},
+	{Path: "kernel/drivers/block/virtio_blk.ko", Depends: []string{"virtio", "virtio_ring"}},
+	{Path: "kernel/drivers/char/virtio_console.ko", Depends: []string{"virtio", "virtio_ring"}},
+	{Path: "kernel/net/core/failover.ko"},
+	{Path: "kernel/drivers/net/net_failover.ko", Depends: []string{"failover"}},
+	{Path: "kernel/drivers/net/virtio_net.ko", Depends: []string{"net_failover", "virtio", "virtio_ring"}},
+	{Path: "kernel/drivers/char/hw_random/virtio-rng.ko", Depends: []string{"virtio", "virtio_ring"}},
+	{Path: "kernel/fs/overlayfs/overlay.ko"},
+	{Path: "kernel/fs/squashfs/squashfs.ko"},
+	{Path: "kernel/lib/libcrc32c.ko"},
+	{Path: "kernel/fs/erofs/erofs.ko", Depends: []string{"libcrc32c"}},
+	{Path: "kernel/fs/binfmt_misc.ko"},
+	{Path: "kernel/net/vmw_vsock/vsock.ko"},
+	{Path: "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko", Depends: []string{"vsock", "virtio", "virtio_ring"}},
+	{Path: "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko", Depends: []string{"vmw_vsock_virtio_transport_common", "vsock"}},
 }
 
 // fakeAssets points C2VM_LIBDIR at stand-ins for the guest init and runc.

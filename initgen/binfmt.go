@@ -1,17 +1,13 @@
 package initgen
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path"
-	"strings"
 )
 
 // EmulatorDir is where the initrd carries qemu-user emulators for foreign-architecture images.
@@ -53,9 +49,13 @@ func (e Emulator) Registration() string {
 	return fmt.Sprintf(":qemu-%s:M:0:%s:%s:%s:FC", a.qemu, a.magic, a.mask, e.Path())
 }
 
-// FindEmulator returns the static qemu-user emulator for image architecture arch, from dir (""
-// = /usr/bin, where Debian's qemu-user-static of the VM's architecture installs them).
-func FindEmulator(arch, dir string) (Emulator, error) {
+// elfMachines are the ELF machines of the VM architectures an emulator may be built for.
+var elfMachines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+
+// FindEmulator returns the static qemu-user emulator for image architecture arch, built for the
+// VM's architecture vmArch, from dir ("" = /usr/bin, where Debian's qemu-user-static of the host's
+// architecture installs them). hint ends the error when it is missing (how to get it).
+func FindEmulator(arch, vmArch, dir, hint string) (Emulator, error) {
 	a, ok := binfmtArches[arch]
 	if !ok {
 		return Emulator{}, fmt.Errorf("no emulator known for %s images (c2vm emulates arm64, arm, s390x, ppc64le, riscv64, amd64 and 386)", arch)
@@ -63,46 +63,54 @@ func FindEmulator(arch, dir string) (Emulator, error) {
 	if dir == "" {
 		dir = "/usr/bin"
 	}
+	if hint == "" {
+		hint = "install Debian package qemu-user-static"
+	}
 	e := Emulator{Arch: arch, Name: "qemu-" + a.qemu + "-static"}
 	e.Source = path.Join(dir, e.Name)
-	f, err := os.Open(e.Source)
+	data, err := os.ReadFile(e.Source)
 	if err != nil {
-		return e, fmt.Errorf("%s images run under emulation and need %s: install Debian package qemu-user-static (%w)", arch, e.Source, err)
+		return e, fmt.Errorf("%s images run under emulation in the %s VM and need %s: %s (%w)", arch, vmArch, e.Source, hint, err)
 	}
-	defer f.Close()
-	if isDynamic(e.Source) {
-		return e, fmt.Errorf("%s is not a static ELF emulator: install Debian package qemu-user-static", e.Source)
+	if err := checkStaticELF(e.Source, vmArch); err != nil {
+		return e, fmt.Errorf("%w: %s", err, hint)
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return e, err
-	}
-	e.SHA256 = hex.EncodeToString(h.Sum(nil))
-	e.Version = emulatorVersion(e.Source)
+	sum := sha256.Sum256(data)
+	e.SHA256 = hex.EncodeToString(sum[:])
+	e.Version = emulatorVersion(data, a.qemu)
 	return e, nil
 }
 
-// isDynamic reports whether file is not an ELF or has an interpreter (PT_INTERP): a dynamic
-// emulator cannot run inside the container's root.
-func isDynamic(file string) bool {
+// checkStaticELF fails unless file is a static ELF executable for vmArch: a dynamic emulator
+// cannot run inside the container's root, one for another machine not at all.
+func checkStaticELF(file, vmArch string) error {
 	f, err := elf.Open(file)
 	if err != nil {
-		return true
+		return fmt.Errorf("%s is not an ELF emulator", file)
 	}
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return true
+			return fmt.Errorf("%s is not a static ELF emulator", file)
 		}
 	}
-	return false
+	if want, ok := elfMachines[vmArch]; ok && f.Machine != want {
+		return fmt.Errorf("%s is built for %s, not for the %s VM", file, f.Machine, vmArch)
+	}
+	return nil
 }
 
-func emulatorVersion(bin string) string {
-	out, err := exec.Command(bin, "--version").Output()
-	if err != nil {
+// emulatorVersion finds the emulator's --version line ("qemu-aarch64 version 7.2.22 (Debian …)")
+// in its bytes, without running it (it may be built for another machine).
+func emulatorVersion(bin []byte, qemu string) string {
+	prefix := []byte("qemu-" + qemu + " version ")
+	i := bytes.Index(bin, prefix)
+	if i < 0 {
 		return ""
 	}
-	line, _ := bufio.NewReader(bytes.NewReader(out)).ReadString('\n')
-	return strings.TrimSpace(line)
+	end := i
+	for end < len(bin) && end-i < 200 && bin[end] >= 0x20 && bin[end] < 0x7f {
+		end++
+	}
+	return string(bin[i:end])
 }

@@ -64,7 +64,7 @@ func requireConvert(t *testing.T) {
 	if _, err := kernel.Default(t.Context(), kernel.Options{}); err != nil {
 		missing = append(missing, "kernel: "+err.Error())
 	}
-	if a, err := assets.Find(); err != nil || a.Where == "embedded" {
+	if a, err := assets.Find(""); err != nil || a.Where == "embedded" {
 		missing = append(missing, fmt.Sprintf("guest assets in a directory (C2VM_LIBDIR): %v", err))
 	}
 	for _, tool := range []string{"unsquashfs", "setpriv", "mksquashfs"} {
@@ -99,7 +99,7 @@ func newCLIEnv(ctx context.Context) (cliEnv, error) {
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", e.bin, ".").CombinedOutput(); err != nil {
 		return cliEnv{}, fmt.Errorf("go build c2vm: %v\n%s", err, out)
 	}
-	a, err := assets.Find()
+	a, err := assets.Find("")
 	if err != nil {
 		return cliEnv{}, err
 	}

@@ -29,7 +29,7 @@ func busyboxImage(t testing.TB, dir string, cfg ocispec.ImageConfig) {
 
 // busyboxImageFor is busyboxImage with the busybox binary at busybox (e.g. another architecture's,
 // unpacked from Debian's busybox-static of that architecture) and the image's platform.
-func busyboxImageFor(t testing.TB, dir, busybox string, platform ocispec.Platform, cfg ocispec.ImageConfig) {
+func busyboxImageFor(t testing.TB, dir, busybox string, platform ocispec.Platform, cfg ocispec.ImageConfig, extra ...imagetest.TarEntry) {
 	t.Helper()
 	bin, err := os.ReadFile(busybox)
 	if err != nil {
@@ -53,6 +53,7 @@ func busyboxImageFor(t testing.TB, dir, busybox string, platform ocispec.Platfor
 		imagetest.TarFile("etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:app\n"),
 		owned(imagetest.TarDir("home/app"), 1000),
 	}
+	app = append(app, extra...)
 	img := imagetest.Image{
 		Name:     "test",
 		Platform: platform,

@@ -29,7 +29,7 @@ func requireVM(t *testing.T) {
 	if _, err := kernel.Default(t.Context(), kernel.Options{}); err != nil {
 		missing = append(missing, "kernel: "+err.Error())
 	}
-	if _, err := assets.Find(); err != nil {
+	if _, err := assets.Find(""); err != nil {
 		missing = append(missing, "guest assets: "+err.Error())
 	}
 	if _, err := os.Stat("/bin/busybox"); err != nil {

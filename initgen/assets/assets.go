@@ -1,13 +1,15 @@
 // Package assets locates the guest-side binaries c2vm puts into every initrd: the guest init
-// (c2vm-init) and a static runc, both for the host architecture. A c2vm built with
-// `-tags c2vm_embed` (what `make build` does) carries them inside; otherwise they are looked up
-// in $C2VM_LIBDIR, next to the executable, and in ../lib/c2vm relative to it.
+// (c2vm-init) and a static runc, one pair per guest architecture. A c2vm built with
+// `-tags c2vm_embed` (what `make build` does) carries them inside (files/<arch>/); otherwise they
+// are looked up in <dir>/<arch>/ (and, for the host's architecture, in <dir> itself) for dir =
+// $C2VM_LIBDIR, the executable's directory and ../lib/c2vm relative to it.
 package assets
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/c2vm/c2vm/initgen"
 )
@@ -29,23 +31,36 @@ type Assets struct {
 	Where string
 }
 
-// Find returns the guest init and static runc: embedded when built with -tags c2vm_embed, else
-// from $C2VM_LIBDIR, else next to the executable or in its ../lib/c2vm.
-func Find() (Assets, error) {
-	if a, ok := embedded(); ok {
+// Find returns the guest init and static runc for guest architecture arch (a GOARCH; "" = the
+// host's): embedded when built with -tags c2vm_embed, else from $C2VM_LIBDIR, else next to the
+// executable or in its ../lib/c2vm.
+func Find(arch string) (Assets, error) {
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	if a, ok := embedded(arch); ok {
 		return a, nil
+	}
+	if Embedded {
+		return Assets{}, fmt.Errorf("this c2vm carries no guest init and runc for %s guests (only %v): rebuild it with `make build` on a machine that can cross-build for %s", arch, EmbeddedArches(), arch)
 	}
 	dirs, err := searchDirs()
 	if err != nil {
 		return Assets{}, err
 	}
 	for _, d := range dirs {
+		if a, ok := inDir(filepath.Join(d, arch)); ok {
+			return a, nil
+		}
+		if arch != runtime.GOARCH {
+			continue
+		}
 		if a, ok := inDir(d); ok {
 			return a, nil
 		}
 	}
-	return Assets{}, fmt.Errorf("guest init (%s) and static runc not found (looked in %v): run `make build` or set %s to a directory holding %s and %s",
-		InitName, dirs, EnvLibDir, InitName, RuncName)
+	return Assets{}, fmt.Errorf("guest init (%s) and static runc for %s not found (looked in %v and their %s/): run `make build` or set %s to a directory holding %s/%s and %s/%s",
+		InitName, arch, dirs, arch, EnvLibDir, arch, InitName, arch, RuncName)
 }
 
 func searchDirs() ([]string, error) {

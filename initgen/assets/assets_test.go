@@ -3,6 +3,7 @@ package assets
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -26,7 +27,7 @@ func TestFindLibDir(t *testing.T) {
 	dir := t.TempDir()
 	writeAssets(t, dir, InitName, RuncName)
 	t.Setenv(EnvLibDir, dir)
-	a, err := Find()
+	a, err := Find("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestFindMissing(t *testing.T) {
 	dir := t.TempDir()
 	writeAssets(t, dir, InitName) // runc missing
 	t.Setenv(EnvLibDir, dir)
-	_, err := Find()
+	_, err := Find("")
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -74,11 +75,39 @@ func TestFindNextToExecutable(t *testing.T) {
 	}
 	writeAssets(t, lib, InitName, RuncName)
 	t.Cleanup(func() { os.RemoveAll(filepath.Join(filepath.Dir(exe), "..", "lib")) })
-	a, err := Find()
+	a, err := Find("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.Where != lib || a.Runc.Source != filepath.Join(lib, RuncName) {
 		t.Errorf("Find = %+v, want assets from %s", a, lib)
+	}
+}
+
+// TestFindPerArch: <dir>/<arch>/ serves any architecture, <dir> itself only the host's.
+func TestFindPerArch(t *testing.T) {
+	if Embedded {
+		t.Skip("built with -tags c2vm_embed: the embedded assets win") // never in CI: go test has no c2vm_embed
+	}
+	dir := t.TempDir()
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	writeAssets(t, dir, InitName, RuncName)
+	t.Setenv(EnvLibDir, dir)
+	if _, err := Find(other); err == nil || !strings.Contains(err.Error(), other) {
+		t.Errorf("Find(%s) with only host assets: got %v, want an error naming %s", other, err, other)
+	}
+	writeAssets(t, filepath.Join(dir, other), InitName, RuncName)
+	a, err := Find(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, other, InitName); a.Init.Source != want {
+		t.Errorf("Find(%s).Init = %q, want %q", other, a.Init.Source, want)
+	}
+	if a, err := Find(runtime.GOARCH); err != nil || a.Init.Source != filepath.Join(dir, InitName) {
+		t.Errorf("Find(host) = %+v, %v; want the flat directory", a, err)
 	}
 }

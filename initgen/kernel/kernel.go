@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -30,6 +31,9 @@ type Options struct {
 	CacheDir string
 	// ModulesDir is the module tree for a bare vmlinuz: lib/modules/<version> or its parent.
 	ModulesDir string
+	// Arch is the guest architecture (GOARCH) Default looks for: packages named *_<Arch>.deb.
+	// "" means the host's.
+	Arch string
 }
 
 // EnvKernel names the environment variable Default reads first.
@@ -81,8 +85,13 @@ func load(ctx context.Context, src string, opts Options) (*Kernel, error) {
 	return fromVmlinuz(src, opts.ModulesDir)
 }
 
-// Default returns $C2VM_KERNEL when set, else the newest kernel package in CacheDir/kernel/
-// (where `make kernel` puts it), else an error saying how to get one.
+// ErrNoKernel is returned (wrapped) by Default when no kernel package for the wanted
+// architecture is in the cache.
+var ErrNoKernel = errors.New("no kernel")
+
+// Default returns $C2VM_KERNEL when set, else the newest kernel package for opts.Arch in
+// CacheDir/kernel/ (where `make kernel` puts them), else an error wrapping ErrNoKernel that says
+// how to get one.
 func Default(ctx context.Context, opts Options) (*Kernel, error) {
 	if src := os.Getenv(EnvKernel); src != "" {
 		return Load(ctx, src, opts)
@@ -91,27 +100,35 @@ func Default(ctx context.Context, opts Options) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	arch := opts.Arch
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
 	dir := filepath.Join(cache, "kernel")
-	deb, err := newestDeb(dir)
+	deb, err := newestDeb(dir, arch)
 	if err != nil {
 		return nil, err
 	}
 	if deb == "" {
-		return nil, errors.New(noKernelHelp(dir))
+		return nil, fmt.Errorf("%w: %s", ErrNoKernel, noKernelHelp(dir, arch))
 	}
 	return Load(ctx, deb, opts)
 }
 
-func noKernelHelp(dir string) string {
-	return fmt.Sprintf("no kernel: pass --kernel or set %s, run `make kernel`, or download Debian's cloud kernel "+
-		"into %s: mkdir -p %s && cd %s && apt-get download linux-image-cloud-amd64 "+
-		"$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/^ *Depends: //p')",
-		EnvKernel, dir, dir, dir)
+func noKernelHelp(dir, arch string) string {
+	pkg := "linux-image-cloud-" + arch
+	if arch != runtime.GOARCH {
+		pkg += ":" + arch
+	}
+	return fmt.Sprintf("no %s kernel: pass --kernel or set %s, run `make kernel`, or download Debian's cloud kernel "+
+		"into %s: mkdir -p %s && cd %s && apt-get download %s "+
+		"$(apt-cache depends %s | sed -n 's/^ *Depends: //p')",
+		arch, EnvKernel, dir, dir, dir, pkg, pkg)
 }
 
-// newestDeb returns the newest linux-image-*.deb in dir ("" when there is none), preferring real
-// kernel packages (linux-image-<digit>...) over metapackages.
-func newestDeb(dir string) (string, error) {
+// newestDeb returns the newest linux-image-*_<arch>.deb in dir ("" when there is none),
+// preferring real kernel packages (linux-image-<digit>...) over metapackages.
+func newestDeb(dir, arch string) (string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
@@ -123,7 +140,7 @@ func newestDeb(dir string) (string, error) {
 	bestReal := false
 	for _, e := range entries {
 		n := e.Name()
-		if e.IsDir() || !strings.HasPrefix(n, "linux-image-") || !strings.HasSuffix(n, ".deb") {
+		if e.IsDir() || !strings.HasPrefix(n, "linux-image-") || !strings.HasSuffix(n, "_"+arch+".deb") {
 			continue
 		}
 		rest := strings.TrimPrefix(n, "linux-image-")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,10 +33,11 @@ func kernelFiles(ver string) map[string][]byte {
 	return files
 }
 
-// writeKernelDeb writes linux-image-<ver>_6.1.1-1_amd64.deb into dir and returns its path.
+// writeKernelDeb writes linux-image-<ver>_6.1.1-1_<arch>.deb into dir and returns its path; the
+// arch is ver's last dash-separated word.
 func writeKernelDeb(t *testing.T, dir, ver, compression string) string {
 	t.Helper()
-	p := filepath.Join(dir, "linux-image-"+ver+"_6.1.1-1_amd64.deb")
+	p := filepath.Join(dir, "linux-image-"+ver+"_6.1.1-1_"+ver[strings.LastIndex(ver, "-")+1:]+".deb")
 	fakekernel.Deb(t, p, control("linux-image-"+ver, "kmod"), kernelFiles(ver), compression)
 	return p
 }
@@ -293,6 +295,27 @@ func TestDefault(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertKernel(t, k, "6.1.0-10-test-amd64")
+	})
+	t.Run("per arch", func(t *testing.T) {
+		t.Setenv(EnvKernel, "")
+		cache := t.TempDir()
+		pkgs := filepath.Join(cache, "kernel")
+		if err := os.MkdirAll(pkgs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeKernelDeb(t, pkgs, "6.1.0-10-test-amd64", "xz")
+		writeKernelDeb(t, pkgs, "6.1.0-10-test-arm64", "xz")
+		for _, arch := range []string{"amd64", "arm64"} {
+			k, err := Default(ctx, Options{CacheDir: cache, Arch: arch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertKernel(t, k, "6.1.0-10-test-"+arch)
+		}
+		_, err := Default(ctx, Options{CacheDir: cache, Arch: "riscv64"})
+		if !errors.Is(err, ErrNoKernel) || !strings.Contains(err.Error(), "apt-get download linux-image-cloud-riscv64:riscv64") {
+			t.Errorf("riscv64: got %v, want ErrNoKernel naming the riscv64 package", err)
+		}
 	})
 }
 

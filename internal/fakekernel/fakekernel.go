@@ -84,6 +84,13 @@ func Image(version string) []byte {
 	return img
 }
 
+// ImageArm64 returns a fake arm64 Image: the 64-byte header with the "ARM\x64" magic at 0x38.
+func ImageArm64() []byte {
+	img := make([]byte, 0x400)
+	copy(img[0x38:], "ARM\x64")
+	return img
+}
+
 // Mod describes one module of a fake tree.
 type Mod struct {
 	Path    string // relative to lib/modules/<version>, e.g. "kernel/net/core/failover.ko"

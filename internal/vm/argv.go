@@ -13,6 +13,15 @@ import (
 
 var qemuArch = map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
 
+// machines are the QEMU machines per guest GOARCH: q35 on x86; virt on arm64 with the newest GIC
+// the accelerator offers (KVM on an arm64 host without GICv2 emulation needs v3).
+var machines = map[string]string{"amd64": "q35", "arm64": "virt,gic-version=max"}
+
+// tcgCPUs are the CPU models under TCG where QEMU's default does not fit: virt's default is a
+// 32-bit Cortex-A15; "max" with QEMU's own pointer-authentication algorithm boots in about half the
+// time of the architected QARMA one.
+var tcgCPUs = map[string]string{"arm64": "max,pauth-impdef=on"}
+
 // Binary returns the QEMU system emulator for a guest GOARCH.
 func Binary(arch string) (string, error) {
 	if arch == "" {
@@ -51,7 +60,15 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	if cpus <= 0 {
 		cpus = 1
 	}
-	a := []string{bin, "-M", "q35", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+	arch := cfg.Arch
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	machine, ok := machines[arch]
+	if !ok {
+		return nil, fmt.Errorf("no QEMU machine known for guest architecture %q", arch)
+	}
+	a := []string{bin, "-M", machine, "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"}
 	acc := Accel{Name: cfg.Accel}
 	if acc.Name != AccelKVM && acc.Name != AccelTCG {
@@ -61,7 +78,10 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 		}
 	}
 	a = append(a, accelArgs(acc)...)
-	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil && strings.Contains(bin, "x86_64") {
+	if acc.Name == AccelTCG && tcgCPUs[arch] != "" {
+		a = append(a, "-cpu", tcgCPUs[arch])
+	}
+	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil && arch == "amd64" {
 		a = append(a, "-bios", "/usr/share/qemu/qboot.rom")
 	}
 	a = append(a, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Cmdline)

@@ -29,6 +29,27 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
+// TestArgvArm64: arm64 guests get QEMU's virt machine and, under TCG, a 64-bit CPU model.
+func TestArgvArm64(t *testing.T) {
+	cfg := Config{QEMU: "/usr/bin/qemu-system-aarch64", Arch: "arm64", Kernel: "/b/vmlinuz", Initrd: "/t/initrd", Cmdline: "console=ttyAMA0", Accel: "tcg"}
+	argv, err := Argv(cfg, map[string]string{portConsole: "/s/con"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(argv, " ")
+	for _, want := range []string{"-M virt,gic-version=max", "-accel tcg -cpu max,pauth-impdef=on", "-serial chardev:con", "virtio-serial-pci"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("argv lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "q35") || strings.Contains(got, "qboot") {
+		t.Errorf("arm64 argv has x86 parts:\n%s", got)
+	}
+	if _, err := Argv(Config{QEMU: "/q", Arch: "mips64", Accel: "tcg"}, nil); err == nil {
+		t.Error("Argv for mips64: no error")
+	}
+}
+
 func TestArgv(t *testing.T) {
 	cfg := Config{
 		QEMU: "/usr/bin/qemu-system-x86_64", Kernel: "/b/vmlinuz", Initrd: "/t/initrd", Cmdline: "console=ttyS0",
