@@ -24,8 +24,14 @@ ARG GO_IMAGE=golang:1.26-bookworm
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 
 FROM ${GO_IMAGE} AS build
-RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      gcc libc6-dev pkg-config libseccomp-dev make busybox-static && rm -rf /var/lib/apt/lists/*
+# The guest init and a static runc are built for amd64 and arm64 guests (cross-compiled with
+# libseccomp of the other architecture), whatever the builder's architecture.
+RUN other=$(case $(dpkg --print-architecture) in amd64) echo arm64;; *) echo amd64;; esac) && \
+    cross=$(case $other in amd64) echo gcc-x86-64-linux-gnu;; *) echo gcc-aarch64-linux-gnu;; esac) && \
+    dpkg --add-architecture $other && apt-get update -qq && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      gcc libc6-dev pkg-config libseccomp-dev make busybox-static $cross libc6-dev-$other-cross libseccomp-dev:$other && \
+    rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -41,11 +47,16 @@ COPY internal internal
 RUN make build-only && go run ./examples/mkimage -o /out/hello-oci
 
 FROM ${DEBIAN_IMAGE} AS converter
-RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+# KERNEL_ARCHES: the VM architectures whose reference kernel the image carries (~21-27 MB each).
+ARG KERNEL_ARCHES="amd64 arm64"
+RUN for a in $KERNEL_ARCHES; do dpkg --print-architecture | grep -qx $a || dpkg --add-architecture $a; done && \
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       squashfs-tools e2fsprogs ca-certificates && \
     mkdir -p /var/cache/c2vm/kernel && cd /var/cache/c2vm/kernel && \
-    dep=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}') && \
-    apt-get download "$dep" && rm -rf /var/lib/apt/lists/*
+    for a in $KERNEL_ARCHES; do \
+      dep=$(apt-cache depends linux-image-cloud-$a:$a | awk '/Depends: linux-image-[0-9]/{print $2; exit}') && \
+      apt-get download "$dep" || exit 1; \
+    done && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/bin/c2vm /usr/local/bin/c2vm
 # c2vm finds the kernel package in $XDG_CACHE_HOME/c2vm/kernel/ and unpacks it there on first use.
 ENV XDG_CACHE_HOME=/var/cache

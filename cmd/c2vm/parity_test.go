@@ -139,17 +139,13 @@ func dockerBuildRoute(t *testing.T, d *dockertest.Daemon, work string) {
 		t.Fatalf("the c2vm binary (make build): %v", err)
 	}
 	os.WriteFile(filepath.Join(conv, "c2vm"), bin, 0o755)
-	k, err := kernel.DefaultCacheDir()
+	k, err := kernel.Default(t.Context(), kernel.Options{}) // the host's: the examples are host-arch images
 	if err != nil {
 		t.Fatal(err)
 	}
-	debs, _ := filepath.Glob(filepath.Join(k, "kernel", "linux-image-[0-9]*.deb"))
-	if len(debs) == 0 {
-		t.Fatal("no kernel package: make kernel")
-	}
 	os.MkdirAll(filepath.Join(conv, "kernel"), 0o755)
-	deb, _ := os.ReadFile(debs[0])
-	os.WriteFile(filepath.Join(conv, "kernel", filepath.Base(debs[0])), deb, 0o644)
+	deb, _ := os.ReadFile(k.Source)
+	os.WriteFile(filepath.Join(conv, "kernel", filepath.Base(k.Source)), deb, 0o644)
 	d.Must(t, "build", "--network", "host", "-q", "-t", "c2vm-converter", conv)
 
 	for _, ex := range []string{"vm-stage", "python-service"} {

@@ -5,12 +5,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/internal/export"
 	"github.com/c2vm/c2vm/internal/imagetest"
 )
 
@@ -116,6 +118,24 @@ func TestVMForeignArch(t *testing.T) {
 			if want := "1000\n" + tc.arch + " 1000 0\n"; stdout != want {
 				t.Errorf("as app: %q, want %q", stdout, want)
 			}
+			if tc.vm == "arm64" && !emulated {
+				checkArm64Export(t, b, tc.uname)
+			}
 		})
+	}
+}
+
+// checkArm64Export: an arm64 VM bundle exports a QEMU script (qemu-system-aarch64, virt) that
+// boots with the same output and status; the amd64-only descriptors are refused in one line.
+func checkArm64Export(t *testing.T, b, uname string) {
+	t.Helper()
+	dir := exportTo(t, b, export.QEMU)
+	out, code := bootCommand(t, []string{filepath.Join(dir, "run.sh")}, "ACCEL=tcg")
+	if code != 0 || !strings.Contains(out, uname+"\n42 as root\n") || !strings.Contains(out, "c2vm-exit-status: 0") {
+		t.Errorf("run.sh: exit %d:\n%s", code, out)
+	}
+	code, _, stderr := c2vm(t, "", "export", "--runner", export.Firecracker, "-o", filepath.Join(t.TempDir(), "fc"), b)
+	if code == 0 || !strings.Contains(stderr, "amd64 VMs only") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("export firecracker of an arm64 VM: exit %d, %q", code, stderr)
 	}
 }

@@ -57,12 +57,12 @@ func Write(ctx context.Context, bundleDir, dir string, opts Options) (*Result, e
 	if err := m.CheckFiles(bundleDir); err != nil {
 		return nil, err
 	}
-	if m.Platform.Architecture != "amd64" {
-		return nil, fmt.Errorf("export: the bundle is %s/%s: runner descriptors are written for amd64 bundles only", m.Platform.OS, m.Platform.Architecture)
-	}
 	w, ok := writers[opts.Runner]
 	if !ok {
 		return nil, fmt.Errorf("export: unknown runner %q: want %s", opts.Runner, strings.Join(Runners(), ", "))
+	}
+	if vm := m.GuestArch(); vm != "amd64" && opts.Runner != QEMU {
+		return nil, fmt.Errorf("export: the bundle's VM is %s: %s descriptors are written for amd64 VMs only; use --runner qemu", vm, opts.Runner)
 	}
 	if err := usableTarget(dir); err != nil {
 		return nil, err
