@@ -51,6 +51,9 @@ func reportOOM(st *State) {
 		return
 	}
 	line := "c2vm-init: the workload was killed by the kernel's OOM killer: the VM ran out of memory (give it more with --memory)"
+	if st.MemoryLimit > 0 {
+		line = fmt.Sprintf("c2vm-init: the workload was killed by the kernel's OOM killer: it reached its memory limit, %d MiB of the VM's memory with its tmpfs writes (give the VM more with --memory)", st.MemoryLimit>>20)
+	}
 	st.Console("%s", line)
 	if err := st.writeStatus([]byte(line + "\n")); err != nil {
 		st.Debugf("status port: %v", err)

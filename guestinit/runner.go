@@ -63,6 +63,8 @@ type State struct {
 	Mounted []string
 	// Terminal is the runtime spec's process.terminal, set by the spec step.
 	Terminal bool
+	// MemoryLimit is the container's memory.max in bytes (0 = none), set by the spec step.
+	MemoryLimit int64
 	// Halt is how the VM ends (bootcfg.HaltPowerOff or HaltReboot), from the kernel command line.
 	Halt string
 	// ExitStatus is the workload's status once the run step is done.

@@ -21,6 +21,9 @@ type SpecPatch struct {
 	HostNetwork bool
 	// Volumes are mounted into the container, replacing the spec's mounts at the same targets.
 	Volumes []bootcfg.Volume
+	// MemoryLimit (bytes) becomes the container cgroup's memory.max unless the spec has a lower
+	// one; 0 leaves the spec's (see workloadMemoryLimit).
+	MemoryLimit int64
 }
 
 var etcFiles = []string{"hosts", "resolv.conf", "hostname"}
@@ -100,6 +103,9 @@ func patchLinux(doc map[string]json.RawMessage, p SpecPatch) error {
 	if linux == nil {
 		return nil
 	}
+	if err := patchMemoryLimit(linux, p.MemoryLimit); err != nil {
+		return err
+	}
 	var nss []specs.LinuxNamespace
 	if err := unmarshalField(linux, "namespaces", &nss); err != nil {
 		return fmt.Errorf("linux.%w", err)
@@ -117,9 +123,9 @@ func patchLinux(doc map[string]json.RawMessage, p SpecPatch) error {
 		if err := setField(linux, "namespaces", kept); err != nil {
 			return err
 		}
-		if err := setField(doc, "linux", linux); err != nil {
-			return err
-		}
+	}
+	if err := setField(doc, "linux", linux); err != nil {
+		return err
 	}
 	if uts && p.Hostname != "" {
 		return setField(doc, "hostname", p.Hostname)
@@ -154,11 +160,17 @@ func stepSpec(_ context.Context, st *State) error {
 	if err != nil {
 		return fmt.Errorf("read runtime spec: %w", err)
 	}
+	meminfo, err := st.Sys.ReadFile("/proc/meminfo")
+	if err != nil {
+		st.Debugf("meminfo: %v", err)
+	}
+	st.MemoryLimit = workloadMemoryLimit(meminfo)
 	out, err := PatchSpec(data, SpecPatch{
 		EtcDir:      etcDir,
 		Hostname:    st.Hostname,
 		HostNetwork: st.Cfg.Network.Mode == bootcfg.NetworkStatic,
 		Volumes:     c.Volumes,
+		MemoryLimit: st.MemoryLimit,
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.SpecPath, err)

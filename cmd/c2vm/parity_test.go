@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
-	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/internal/dockertest"
 )
 
@@ -126,42 +128,109 @@ func TestParity(t *testing.T) {
 	allow.checkUsed(t)
 }
 
-// dockerBuildRoute builds the converter image, then examples/vm-stage, a user's project whose last stages turn its
-// app stage into a VM bundle (RUN --mount=type=bind,from=app ... rootfs:/rootfs), exports the
-// bundle with --output type=local, boots it and compares it with docker run of the app stage.
+// dockerBuildRoute builds a Go image from the host's toolchain, the converter image from the
+// repo's own Dockerfile, then each example project (examples/*: a user's Dockerfile whose last
+// stages turn its app stage into a VM bundle with RUN --mount=type=bind,from=app ... rootfs:/rootfs),
+// exports the bundle with --output type=local, boots it and compares it with docker run of the
+// app stage.
 func dockerBuildRoute(t *testing.T, d *dockertest.Daemon, work string) {
-	conv := filepath.Join(work, "ctx-converter")
-	if err := os.CopyFS(conv, os.DirFS(filepath.Join(parityDir, "converter"))); err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(filepath.Join(os.Getenv("C2VM_LIBDIR"), "c2vm"))
-	if err != nil {
-		t.Fatalf("the c2vm binary (make build): %v", err)
-	}
-	os.WriteFile(filepath.Join(conv, "c2vm"), bin, 0o755)
-	k, err := kernel.Default(t.Context(), kernel.Options{}) // the host's: the examples are host-arch images
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(conv, "kernel"), 0o755)
-	deb, _ := os.ReadFile(k.Source)
-	os.WriteFile(filepath.Join(conv, "kernel", filepath.Base(k.Source)), deb, 0o644)
-	d.Must(t, "build", "--network", "host", "-q", "-t", "c2vm-converter", conv)
-
-	for _, ex := range []string{"vm-stage", "python-service"} {
-		t.Run(ex, func(t *testing.T) {
-			ctxDir := filepath.Join(work, "ctx-"+ex)
-			if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join("..", "..", "examples", ex))); err != nil {
+	goImage(t, d, work)
+	start := time.Now()
+	d.Must(t, "build", "--network", "host", "-q", "--target", "converter", "-t", "c2vm-converter",
+		"--build-arg", "GO_IMAGE=c2vm-parity-go", "--build-arg", "DEBIAN_IMAGE=c2vm-parity-base", filepath.Join("..", ".."))
+	t.Logf("converter image from the repo's Dockerfile: %s", time.Since(start).Round(time.Second))
+	for _, ex := range []struct {
+		name string
+		args []string
+	}{{"vm-stage", nil}, {"python-service", nil}, {"go-server", []string{"-selftest"}}} {
+		t.Run(ex.name, func(t *testing.T) {
+			ctxDir := filepath.Join(work, "ctx-"+ex.name)
+			if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join("..", "..", "examples", ex.name))); err != nil {
 				t.Fatal(err)
 			}
 			args := []string{"build", "--network", "host", "-q", "--build-arg", "BASE=c2vm-parity-base",
-				"--build-arg", "PYTHON_IMAGE=c2vm-parity-base", "--build-arg", "C2VM=c2vm-converter"}
-			d.Must(t, append(args, "--target", "app", "-t", "parity-"+ex, ctxDir)...)
-			out := filepath.Join(work, ex+".bundle")
+				"--build-arg", "PYTHON_IMAGE=c2vm-parity-base", "--build-arg", "GO_IMAGE=c2vm-parity-go", "--build-arg", "C2VM=c2vm-converter"}
+			d.Must(t, append(args, "--target", "app", "-t", "parity-"+ex.name, ctxDir)...)
+			out := filepath.Join(work, ex.name+".bundle")
+			start := time.Now()
 			d.Must(t, append(args, "--target", "bundle", "--output", "type=local,dest="+out, ctxDir)...)
-			tc := parityCase{name: ex, image: ex}
+			t.Logf("bundle stage: %s", time.Since(start).Round(time.Second))
+			tc := parityCase{name: ex.name, image: ex.name, args: ex.args}
 			compareRuns(t, &allowList{reasons: map[string]string{}, used: map[string]bool{}}, tc.name, dockerRun(d, tc), c2vmRun(t, out, tc))
+			if ex.name == "go-server" {
+				serveAndStop(t, d, out)
+			}
 		})
+	}
+}
+
+// goImage builds c2vm-parity-go: the parity base with the host's Go toolchain, module proxy
+// settings and CA bundle (the proxy may be reached through a TLS-inspecting egress whose CA only
+// the host trusts).
+func goImage(t *testing.T, d *dockertest.Daemon, work string) {
+	t.Helper()
+	ctxDir := filepath.Join(work, "ctx-go")
+	os.MkdirAll(ctxDir, 0o755)
+	goroot := strings.TrimSpace(mustOutput(t, "go", "env", "GOROOT"))
+	if out, err := exec.Command("cp", "-a", goroot, filepath.Join(ctxDir, "go")).CombinedOutput(); err != nil {
+		t.Fatalf("copy GOROOT: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("cp", "-L", "/etc/ssl/certs/ca-certificates.crt", ctxDir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the CA bundle: %v\n%s", err, out)
+	}
+	dockerfile := fmt.Sprintf(`FROM c2vm-parity-base
+COPY go /usr/local/go
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOPROXY=%s SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+`, strings.TrimSpace(mustOutput(t, "go", "env", "GOPROXY")))
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Must(t, "build", "-q", "-t", "c2vm-parity-go", ctxDir)
+}
+
+func mustOutput(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+// serveAndStop runs the go-server bundle as a server: a published port answers from the host as
+// the app answers itself under docker, and a stop (SIGTERM to c2vm, docker stop to docker) ends
+// both gracefully with the same stderr and status.
+func serveAndStop(t *testing.T, d *dockertest.Daemon, bundle string) {
+	t.Helper()
+	selftest, _, _ := d.Run("", "run", "--rm", "--network", "none", "parity-go-server", "-selftest")
+	_, wantLine, _ := strings.Cut(selftest, "\n")
+	wantLine = strings.Replace(wantLine, "GET / ", "GET /hello ", 1)
+	port := freePort(t)
+	cmd := exec.Command(filepath.Join(os.Getenv("C2VM_LIBDIR"), "c2vm"), "run", "--timeout", "300", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), bundle)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() { cmd.Wait(); done <- cmd.ProcessState.ExitCode() }()
+	body, err := getUntil(t.Context(), fmt.Sprintf("http://127.0.0.1:%d/hello", port), 200*time.Second, done)
+	if err != nil || body != wantLine {
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("GET /hello through -p = %q, %v; want %q\nstderr %q", body, err, wantLine, stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	code := <-done
+	id := strings.TrimSpace(d.Must(t, "run", "-d", "--network", "none", "parity-go-server"))
+	d.Must(t, "stop", id)
+	wantCode := strings.TrimSpace(d.Must(t, "inspect", "-f", "{{.State.ExitCode}}", id))
+	_, wantErr, _ := d.Run("", "logs", id)
+	d.Run("", "rm", id)
+	if strconv.Itoa(code) != wantCode || stderr.String() != wantErr || stdout.String() != "" {
+		t.Errorf("stopped: c2vm exit %d, stderr %q, stdout %q; docker exit %s, stderr %q", code, stderr.String(), stdout.String(), wantCode, wantErr)
 	}
 }
 

@@ -178,7 +178,13 @@ func TestVMExitContract(t *testing.T) {
 		{"not found", []string{"--entrypoint", "no-such-command", dir}, ExitNotFound, `exec: "no-such-command": executable file not found`},
 		{"not executable", []string{"--entrypoint", "/etc/passwd", dir}, ExitCannotRun, `exec: "/etc/passwd": permission denied`},
 		{"out of memory", []string{"--memory", "256", dir, "--", `exec awk 'BEGIN { s = "0123456789abcdef"; while (1) s = s s }'`},
-			137, "killed by the kernel's OOM killer"},
+			137, "killed by the kernel's OOM killer: it reached its memory limit"},
+		// The workload fills its tmpfs upper (109 MB), then grows one buffer by small steps: its
+		// cgroup's limit makes the OOM killer act within seconds (without it the whole guest reclaimed
+		// for ~2 minutes, 3 runs of 3); --timeout would end a hang with 124.
+		{"upper full, then out of memory", []string{"--memory", "256", "--timeout", "60", dir, "--",
+			`dd if=/dev/zero of=/fill bs=1M 2>/dev/null; head -c 150000000 /dev/zero | tr '\0' a | sort >/dev/null`},
+			137, "killed by the kernel's OOM killer: it reached its memory limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
