@@ -32,7 +32,7 @@ export C2VM_LIBDIR := $(BIN)
 PARITY_PKGS := docker.io mmdebstrap
 TEST_PKGS   := docker-registry apache2-utils skopeo openssl
 
-.PHONY: help deps deps-build kernel foreign build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench clean
+.PHONY: help deps deps-build kernel kernel-c2vm foreign build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,43 @@ kernel: deps ## fetch the reference kernel package per guest arch into ~/.cache/
 	  test -n "$$dep" && chmod 777 . && apt-get download $$dep 2>&1 | grep -v unsandboxed; \
 	done; true
 	@ls $(KERNEL_DIR)/linux-image-[0-9]*.deb
+
+# The c2vm kernel: Debian's linux-source-6.1 with initgen/kernel/config/<arch>.config merged over
+# allnoconfig; everything built in, no modules. Cached in ~/.cache/c2vm/kernel-c2vm/<key>/ by the
+# source package's version and the config's hash; kernel-c2vm/amd64 points at the current one.
+KSRC_PKG    := linux-source-6.1
+KCONFIG     := initgen/kernel/config/x86_64.config
+KBUILT      := initgen/kernel/config/modules.builtin
+KCACHE      := $(CACHE)/kernel-c2vm
+KERNEL_BUILD_PKGS := gcc make bc flex bison libelf-dev libssl-dev xz-utils
+
+kernel-c2vm: ## build the c2vm kernel (x86_64) from Debian's linux-source-6.1, once per source version + config (~10 min on 2 cores)
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(KERNEL_BUILD_PKGS)"
+	@mkdir -p $(DEBS_DIR) && chmod 777 $(DEBS_DIR); \
+	if ! ls $(DEBS_DIR)/$(KSRC_PKG)_*_all.deb >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update -qq && cd $(DEBS_DIR) && apt-get download $(KSRC_PKG) 2>&1 | grep -v unsandboxed; \
+	fi
+	@deb=$$(ls $(DEBS_DIR)/$(KSRC_PKG)_*_all.deb | sort -V | tail -1); \
+	key=$$(cat $(KCONFIG) $(KBUILT) | sha256sum | cut -c1-12)-$$(basename $$deb _all.deb | sed 's/.*_//'); \
+	out=$(KCACHE)/$$key; \
+	if [ ! -d $$out ]; then \
+	  src=$(KCACHE)/build-$$key; rm -rf $$src && mkdir -p $$src && \
+	  echo "building the c2vm kernel $$key in $$src" && \
+	  dpkg-deb --fsys-tarfile $$deb | tar -xO ./usr/src/$(KSRC_PKG).tar.xz | tar -xJ -C $$src --strip-components=1 && \
+	  $(MAKE) -s -C $$src allnoconfig >/dev/null && \
+	  (cd $$src && ./scripts/kconfig/merge_config.sh -m .config $(CURDIR)/$(KCONFIG) >/dev/null 2>&1) && \
+	  $(MAKE) -s -C $$src olddefconfig && \
+	  $(CURDIR)/initgen/kernel/config/check.sh $(CURDIR)/$(KCONFIG) $$src/.config && \
+	  $(MAKE) -s -C $$src -j$$(nproc) bzImage && \
+	  ver=$$($(MAKE) -s -C $$src kernelrelease) && \
+	  mkdir -p $$out.tmp/boot $$out.tmp/lib/modules/$$ver && \
+	  cp $$src/arch/x86/boot/bzImage $$out.tmp/boot/vmlinuz-$$ver && \
+	  cp $$src/vmlinux $$out.tmp/boot/vmlinux-$$ver && \
+	  cp $$src/.config $$out.tmp/boot/config-$$ver && \
+	  cp $(KBUILT) $$out.tmp/lib/modules/$$ver/modules.builtin && \
+	  mv $$out.tmp $$out && rm -rf $$src || exit 1; \
+	fi; \
+	ln -sfn $$key $(KCACHE)/amd64 && ls -l $$out/boot/
 
 # Emulators of Debian's qemu-user-static:<vm arch> that a VM of a non-host architecture carries for
 # foreign images (only these, ~63 MB of the package's 370).

@@ -21,6 +21,7 @@ import (
 	"github.com/c2vm/c2vm/initgen"
 	"github.com/c2vm/c2vm/initgen/assets"
 	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/initgen/kmod"
 	"github.com/c2vm/c2vm/internal/fdio"
 )
 
@@ -77,6 +78,8 @@ type BootOptions struct {
 	Debug      bool              // the init logs its steps
 	StopSignal string            // the image's STOPSIGNAL; "" = SIGTERM
 	Emulator   *initgen.Emulator // registered with binfmt_misc for a foreign-architecture image
+	// Builtin lists the modules built into the kernel (kmod.NormName): the init does not load them.
+	Builtin map[string]bool
 }
 
 // BootConfig returns the boot config baked into a bundle's initrd. A disk rootfs is found by the
@@ -84,7 +87,12 @@ type BootOptions struct {
 func BootConfig(o BootOptions) bootcfg.Config {
 	b := bootcfg.Default()
 	b.Debug = o.Debug
-	b.Modules = append([]string(nil), DefaultModules...)
+	b.Modules = nil
+	for _, m := range DefaultModules {
+		if !o.Builtin[kmod.NormName(m)] {
+			b.Modules = append(b.Modules, m)
+		}
+	}
 	b.Container.StopSignal = o.StopSignal
 	if o.Emulator != nil {
 		b.Binfmt = []bootcfg.Binfmt{{Registration: o.Emulator.Registration()}}
@@ -127,7 +135,7 @@ func (c *conversion) manifest(img *source, k *kernel.Kernel, cfg ocispec.ImageCo
 		Image:        cfg,
 		Passwd:       string(passwd),
 		Group:        string(group),
-		Boot:         BootConfig(BootOptions{Format: c.opts.RootfsFormat, Identity: id, Debug: c.opts.Debug, StopSignal: meta.StopSignal, Emulator: c.emulator}),
+		Boot:         BootConfig(BootOptions{Format: c.opts.RootfsFormat, Identity: id, Debug: c.opts.Debug, StopSignal: meta.StopSignal, Emulator: c.emulator, Builtin: c.builtin}),
 		VMArch:       c.vmArch,
 		Emulator:     manifestEmulator(c.emulator),
 		Process: bundle.Process{

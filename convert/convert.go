@@ -27,6 +27,7 @@ import (
 	"github.com/c2vm/c2vm/initgen"
 	"github.com/c2vm/c2vm/initgen/assets"
 	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/initgen/kmod"
 )
 
 // Defaults recorded in a bundle when the options leave them zero.
@@ -126,6 +127,7 @@ type conversion struct {
 	stage    *bundle.Stage
 	vmArch   string
 	emulator *initgen.Emulator // nil for a native image
+	builtin  map[string]bool   // the kernel's built-in modules
 }
 
 func (c *conversion) step(name string) {
@@ -150,6 +152,9 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	k, err := c.loadKernel(ctx, img.Platform)
 	if err != nil {
 		return nil, err
+	}
+	if c.builtin, err = kmod.Builtin(k.ModulesDir); err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", k.Source, err)
 	}
 	if err := c.planEmulation(k, img.Platform); err != nil {
 		return nil, err

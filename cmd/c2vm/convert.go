@@ -25,7 +25,7 @@ func convertCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle directory to write (required)"},
 			&cli.StringFlag{Name: "platform", Usage: "image platform os/arch[/variant]", DefaultText: "the host's"},
-			&cli.StringFlag{Name: "kernel", Usage: "kernel: a linux-image .deb, a directory with boot/ and lib/modules/, or a vmlinuz", DefaultText: "the kernel cached by make kernel", EnvVars: []string{"C2VM_KERNEL"}},
+			&cli.StringFlag{Name: "kernel", Usage: "kernel: c2vm (built by make kernel-c2vm), a linux-image .deb, a directory with boot/ and lib/modules/, or a vmlinuz", DefaultText: "the kernel for the image's arch cached by make kernel", EnvVars: []string{"C2VM_KERNEL"}},
 			&cli.StringFlag{Name: "modules", Usage: "lib/modules/<version> directory to use with a bare vmlinuz --kernel"},
 			&cli.StringFlag{Name: "rootfs-format", Value: convert.DefaultFormat, Usage: "squashfs, erofs or initrd"},
 			&cli.StringFlag{Name: "compression", Usage: "rootfs compression: squashfs zstd:1-22, lz4, gzip, xz or none; initrd zstd, gzip or none", DefaultText: "zstd level 3"},

@@ -188,8 +188,15 @@ func TestVMFaults(t *testing.T) {
 			code:   -1,
 			stderr: []string{"--timeout 20s"}},
 	}
+	// Checked once all cases are done: they run two at a time.
+	t.Cleanup(func() {
+		if q := qemuChildren(t); len(q) != 0 {
+			t.Errorf("QEMU still running: %q", q)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // one TCG vCPU per VM: two cores run two
 			dir := editedBundle(t, src, tt.edit)
 			args := append([]string{"run"}, tt.flags...)
 			if len(tt.flags) == 0 {
@@ -211,9 +218,6 @@ func TestVMFaults(t *testing.T) {
 			}
 			if code != 0 && strings.TrimSpace(stderr) == "" && tt.code != 139 {
 				t.Errorf("failed without a message")
-			}
-			if q := qemuChildren(t); len(q) != 0 {
-				t.Errorf("QEMU still running: %q", q)
 			}
 		})
 	}

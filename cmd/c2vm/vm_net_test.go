@@ -32,6 +32,7 @@ func TestVMNetwork(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // one TCG vCPU per VM: two cores run two
 			args := append(append([]string{}, tt.args...), dir, "--", probe)
 			stdout, _ := runVM(t, 0, args...)
 			if stdout != tt.stdout {

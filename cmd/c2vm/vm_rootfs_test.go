@@ -51,6 +51,7 @@ func TestVMRootfsInput(t *testing.T) {
 		"--change", `CMD echo "$GREETING" from $(id -un) in $(pwd); stat -c "%A %h %u %g" data; stat -c %A /tmp`}
 	for _, in := range []string{"rootfs:" + dir, "rootfs:" + tarball} {
 		t.Run(filepath.Base(in), func(t *testing.T) {
+			t.Parallel() // one TCG vCPU per VM: two cores run two
 			b := filepath.Join(t.TempDir(), "bundle")
 			args := append(append([]string{"convert", "--quiet", "-o", b}, changes...), in)
 			if code, _, stderr := c2vm(t, "", args...); code != 0 {

@@ -116,6 +116,7 @@ func runVM(t *testing.T, wantCode int, args ...string) (string, string) {
 func TestVMRunFormats(t *testing.T) {
 	for _, format := range []string{"squashfs", "erofs", "initrd"} {
 		t.Run(format, func(t *testing.T) {
+			t.Parallel() // one TCG vCPU per VM: two cores run two
 			dir := testBundle(t, format)
 			stdout, _ := runVM(t, 0, dir)
 			if stdout != "hello from root in /tmp\n" {
@@ -139,6 +140,7 @@ func TestVMExitStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // one TCG vCPU per VM: two cores run two
 			args := []string{dir, "--", tt.script}
 			if tt.name == "env and user override" {
 				args = []string{"-e", "FOO=bar", "-u", "app", dir, "--", tt.script}

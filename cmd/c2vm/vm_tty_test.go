@@ -188,6 +188,7 @@ func TestVMExitContract(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // one TCG vCPU per VM: two cores run two
 			_, stderr := runVM(t, tt.code, tt.args...)
 			if !strings.Contains(stderr, tt.stderr) {
 				t.Errorf("stderr = %q, want it to contain %q", stderr, tt.stderr)

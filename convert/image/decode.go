@@ -35,7 +35,7 @@ func validateDescriptor(d ocispec.Descriptor) error {
 
 // readJSONBlob reads a small blob named by desc, checking size and digest. what says what it is
 // ("manifest", "config", …) for error messages.
-func readJSONBlob(s store, desc ocispec.Descriptor, what string) ([]byte, error) {
+func readJSONBlob(s *openCache, desc ocispec.Descriptor, what string) ([]byte, error) {
 	if err := validateDescriptor(desc); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -47,23 +47,18 @@ func readJSONBlob(s store, desc ocispec.Descriptor, what string) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, desc.Digest, err)
 	}
-	c, cached := s.(*openCache)
-	if cached {
-		c.mu.Lock()
-		ok := c.verified[p]
-		c.mu.Unlock()
-		if ok {
-			return b, nil
-		}
+	s.mu.Lock()
+	ok := s.verified[p]
+	s.mu.Unlock()
+	if ok {
+		return b, nil
 	}
 	if got := desc.Digest.Algorithm().FromBytes(b); got != desc.Digest {
 		return nil, fmt.Errorf("%s %s: digest mismatch: content in %s has digest %s; the image is corrupt", what, desc.Digest, s.where(), got)
 	}
-	if cached {
-		c.mu.Lock()
-		c.verified[p] = true
-		c.mu.Unlock()
-	}
+	s.mu.Lock()
+	s.verified[p] = true
+	s.mu.Unlock()
 	return b, nil
 }
 
@@ -90,17 +85,13 @@ func newOpenCache(s store) *openCache {
 }
 
 // readMember reads a whole member of at most MaxJSONSize bytes; want >= 0 also requires that size.
-func readMember(s store, name string, want int64) ([]byte, error) {
-	c, ok := s.(*openCache)
-	if !ok {
-		return readMemberUncached(s, name, want)
-	}
+func readMember(c *openCache, name string, want int64) ([]byte, error) {
 	c.mu.Lock()
 	b, hit := c.members[name]
 	c.mu.Unlock()
 	if hit {
 		if want >= 0 && int64(len(b)) != want {
-			return nil, fmt.Errorf("size mismatch: %s in %s is %d bytes, the descriptor says %d", name, s.where(), len(b), want)
+			return nil, fmt.Errorf("size mismatch: %s in %s is %d bytes, the descriptor says %d", name, c.where(), len(b), want)
 		}
 		return b, nil
 	}
@@ -112,7 +103,7 @@ func readMember(s store, name string, want int64) ([]byte, error) {
 	defer c.mu.Unlock()
 	if c.read+int64(len(b)) > MaxOpenJSON {
 		return nil, fmt.Errorf("%s in %s: the image's JSON (indexes, manifests, configs) is over the %d MiB limit in total",
-			name, s.where(), MaxOpenJSON>>20)
+			name, c.where(), MaxOpenJSON>>20)
 	}
 	c.read += int64(len(b))
 	c.members[name] = b

@@ -28,7 +28,7 @@ var hexName = regexp.MustCompile(`^([0-9a-f]{64})(\.json|\.tar\.gz)?$`)
 
 // dockerCandidates lists the images of a docker-archive that tag selects. The platform of each
 // comes from its config, so the platform filter works for docker-archives too.
-func dockerCandidates(ctx context.Context, s store, tag string) ([]candidate, error) {
+func dockerCandidates(ctx context.Context, s *openCache, tag string) ([]candidate, error) {
 	b, err := readMember(s, "manifest.json", -1)
 	if err != nil {
 		return nil, fmt.Errorf("manifest.json: %w", err)
@@ -126,7 +126,7 @@ func pathDigest(p string) (digest.Digest, bool) {
 	return "", false
 }
 
-func loadDocker(s store, e dockerEntry, tag string) (*Image, error) {
+func loadDocker(s *openCache, e dockerEntry, tag string) (*Image, error) {
 	cfgPath, err := cleanMember(e.Config)
 	if err != nil {
 		return nil, fmt.Errorf("manifest.json: config: %w", err)
@@ -159,11 +159,7 @@ func loadDocker(s store, e dockerEntry, tag string) (*Image, error) {
 }
 
 // decodeConfigOnce decodes a docker-archive config, once per Open for entries sharing it.
-func decodeConfigOnce(s store, cfgPath string, b []byte, nLayers int) (ocispec.Image, error) {
-	c, cached := s.(*openCache)
-	if !cached {
-		return DecodeConfig(b, nLayers)
-	}
+func decodeConfigOnce(c *openCache, cfgPath string, b []byte, nLayers int) (ocispec.Image, error) {
 	key := fmt.Sprintf("%s\x00%d", cfgPath, nLayers)
 	c.mu.Lock()
 	cfg, ok := c.configs[key]
@@ -199,7 +195,7 @@ func dockerName(e dockerEntry, tag string) string {
 // dockerLayer builds the descriptor of a docker-archive layer: its digest from the path when the
 // path encodes one, else the diff_id when the blob is uncompressed (they are then equal), else
 // by hashing the blob; its media type from LayerSources or the blob's leading bytes.
-func dockerLayer(s store, lp string, diffID digest.Digest, sources map[digest.Digest]ocispec.Descriptor) (Layer, string, error) {
+func dockerLayer(s *openCache, lp string, diffID digest.Digest, sources map[digest.Digest]ocispec.Descriptor) (Layer, string, error) {
 	p, err := cleanMember(lp)
 	if err != nil {
 		return Layer{}, "", fmt.Errorf("manifest.json: layer %s: %w", diffID, err)
@@ -238,30 +234,25 @@ func dockerLayer(s store, lp string, diffID digest.Digest, sources map[digest.Di
 }
 
 // hashMember returns the digest of member p, hashing it once per Open.
-func hashMember(s store, p string) (digest.Digest, error) {
-	c, cached := s.(*openCache)
-	if cached {
-		c.mu.Lock()
-		d, ok := c.hashes[p]
-		c.mu.Unlock()
-		if ok {
-			return d, nil
-		}
+func hashMember(c *openCache, p string) (digest.Digest, error) {
+	c.mu.Lock()
+	d, ok := c.hashes[p]
+	c.mu.Unlock()
+	if ok {
+		return d, nil
 	}
-	rc, _, err := s.open(p)
+	rc, _, err := c.open(p)
 	if err != nil {
 		return "", err
 	}
 	defer rc.Close()
-	d, err := digest.FromReader(rc)
+	d, err = digest.FromReader(rc)
 	if err != nil {
 		return "", err
 	}
-	if cached {
-		c.mu.Lock()
-		c.hashes[p] = d
-		c.mu.Unlock()
-	}
+	c.mu.Lock()
+	c.hashes[p] = d
+	c.mu.Unlock()
 	return d, nil
 }
 

@@ -137,7 +137,7 @@ func resolve(ctx context.Context, s store, r Ref, want ocispec.Platform) (*Image
 }
 
 // candidates lists the single-platform images the store offers for r.
-func candidates(ctx context.Context, s store, r Ref) ([]candidate, error) {
+func candidates(ctx context.Context, s *openCache, r Ref) ([]candidate, error) {
 	if r.Transport == TransportDockerArchive {
 		return dockerCandidates(ctx, s, r.Tag)
 	}

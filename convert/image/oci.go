@@ -20,7 +20,7 @@ const (
 )
 
 // ociCandidates lists the single-platform images of an OCI layout that tag selects.
-func ociCandidates(ctx context.Context, s store, tag string) ([]candidate, error) {
+func ociCandidates(ctx context.Context, s *openCache, tag string) ([]candidate, error) {
 	b, err := readMember(s, "index.json", -1)
 	if err != nil {
 		return nil, fmt.Errorf("index.json: %w", err)
@@ -121,7 +121,7 @@ const maxSkippedListed = 10
 // walker expands indexes into single-platform candidates.
 type walker struct {
 	ctx         context.Context
-	s           store
+	s           *openCache
 	budget      int
 	skipped     int
 	skippedWhat []string // the first maxSkippedListed skipped entries, for the no-match error
@@ -256,7 +256,7 @@ func loadKey(d ocispec.Descriptor, name string) string {
 }
 
 // sniffMediaType reads a descriptor's blob to learn its type when the descriptor omits it.
-func sniffMediaType(s store, d ocispec.Descriptor) (string, error) {
+func sniffMediaType(s *openCache, d ocispec.Descriptor) (string, error) {
 	b, err := readJSONBlob(s, d, "manifest")
 	if err != nil {
 		return "", err
@@ -278,7 +278,7 @@ func sniffMediaType(s store, d ocispec.Descriptor) (string, error) {
 }
 
 // loadOCI reads and verifies a manifest and its config.
-func loadOCI(s store, d ocispec.Descriptor, name string) (*Image, error) {
+func loadOCI(s *openCache, d ocispec.Descriptor, name string) (*Image, error) {
 	b, err := readJSONBlob(s, d, "manifest")
 	if err != nil {
 		return nil, err

@@ -59,6 +59,18 @@ func (o Options) cacheDir() (string, error) {
 // package beside it), a directory with boot/vmlinuz-* and lib/modules/<version>/, or a vmlinuz
 // file together with opts.ModulesDir.
 func Load(ctx context.Context, src string, opts Options) (*Kernel, error) {
+	if src == C2VM {
+		dir, err := c2vmDir(opts)
+		if err != nil {
+			return nil, err
+		}
+		k, err := load(ctx, dir, opts)
+		if err != nil {
+			return nil, fmt.Errorf("kernel %s (%s): %w", src, dir, err)
+		}
+		k.Source, k.Package = src, "c2vm"
+		return k, nil
+	}
 	k, err := load(ctx, src, opts)
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", src, err)
@@ -83,6 +95,26 @@ func load(ctx context.Context, src string, opts Options) (*Kernel, error) {
 		return fromDeb(ctx, src, opts)
 	}
 	return fromVmlinuz(src, opts.ModulesDir)
+}
+
+// C2VM names the c2vm kernel (--kernel c2vm): the tailored, module-free kernel `make kernel-c2vm`
+// builds from Debian's linux-source into CacheDir/kernel-c2vm/<arch>.
+const C2VM = "c2vm"
+
+func c2vmDir(opts Options) (string, error) {
+	cache, err := opts.cacheDir()
+	if err != nil {
+		return "", err
+	}
+	arch := opts.Arch
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	dir := filepath.Join(cache, "kernel-c2vm", arch)
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("kernel %s: no c2vm kernel for %s in %s: run `make kernel-c2vm` (x86_64 only for now) or pass another --kernel", C2VM, arch, dir)
+	}
+	return dir, nil
 }
 
 // ErrNoKernel is returned (wrapped) by Default when no kernel package for the wanted
