@@ -18,15 +18,19 @@ import (
 const (
 	marginBase     = 16 << 20
 	marginFraction = 32 // of MemTotal
+	// minLimit: below this the guest is too small to split (runc's own init, which runs in the
+	// container's cgroup while it sets up, was OOM-killed under a 7 MiB limit in a 96 MiB guest),
+	// and the workload gets the whole guest as before.
+	minLimit = 32 << 20
 )
 
 // workloadMemoryLimit returns the memory.max for the container in a guest whose /proc/meminfo is
-// meminfo: MemAvailable minus 16 MiB and 1/32 of MemTotal. 0 when meminfo cannot be read or
-// leaves nothing.
+// meminfo: MemAvailable minus 16 MiB and 1/32 of MemTotal. 0 (no limit) when meminfo cannot be
+// read or the limit would be under 32 MiB.
 func workloadMemoryLimit(meminfo []byte) int64 {
 	total, avail := meminfoField(meminfo, "MemTotal"), meminfoField(meminfo, "MemAvailable")
 	limit := avail - marginBase - total/marginFraction
-	if total == 0 || avail == 0 || limit <= 0 {
+	if total == 0 || avail == 0 || limit < minLimit {
 		return 0
 	}
 	return limit

@@ -17,6 +17,8 @@ func TestWorkloadMemoryLimit(t *testing.T) {
 	}{
 		{"256 MiB guest", meminfo256, 175116<<10 - 16<<20 - (223760<<10)/32},
 		{"nothing left", "MemTotal: 65536 kB\nMemAvailable: 16000 kB\n", 0},
+		{"too small to split (64 MiB guest, c2vm kernel)", "MemTotal: 49212 kB\nMemAvailable: 15280 kB\n", 0},
+		{"just over the floor", "MemTotal: 65536 kB\nMemAvailable: 52224 kB\n", 52224<<10 - 16<<20 - (65536<<10)/32},
 		{"no MemAvailable", "MemTotal: 65536 kB\n", 0},
 		{"garbage", "MemTotal: lots\nMemAvailable: 1 kB\n", 0},
 		{"empty", "", 0},
