@@ -32,7 +32,7 @@ export C2VM_LIBDIR := $(BIN)
 PARITY_PKGS := docker.io mmdebstrap
 TEST_PKGS   := docker-registry apache2-utils skopeo openssl
 
-.PHONY: help deps deps-build kernel kernel-c2vm foreign build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench clean
+.PHONY: help deps deps-build kernel kernel-c2vm foreign build build-only runc init example demo test test-go test-parity test-unit lint fuzz bench bench-go clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -184,9 +184,12 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZMIN bounds mi
 	  done; \
 	done
 
-bench: build ## benchmarks: conversion (vs umoci + mksquashfs), flatten, rootfs writers, initrd, layer decoding
-	@dpkg-query -W -f='$${Status}\n' umoci 2>/dev/null | grep -q 'install ok installed' || \
-	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq umoci >/dev/null; }
+bench: build kernel kernel-c2vm ## one table of figures as ratios (convert vs umoci+mksquashfs, boot per kernel vs the floor, smallest memory, sizes) into bench/results.md
+	@$(MAKE) --no-print-directory deps DEB_PKGS="umoci mmdebstrap cpio"
+	bench/run.sh
+
+bench-go: build ## Go benchmarks: conversion (vs umoci + mksquashfs), flatten, rootfs writers, initrd, layer decoding
+	@$(MAKE) --no-print-directory deps DEB_PKGS="umoci"
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 
 clean: ## remove build outputs (keeps the kernel cache)

@@ -2,6 +2,7 @@ package guestinit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -151,6 +152,18 @@ func (f *fakeSystem) OpenFile(path string, flag int, perm os.FileMode) (*os.File
 }
 func (f *fakeSystem) LoadModule(_ context.Context, name string) error {
 	return f.record("module %s", name)
+}
+func (f *fakeSystem) Kill(pid int, sig unix.Signal) error {
+	return f.record("kill %d %d", pid, int(sig))
+}
+func (f *fakeSystem) OpenPTY() (*os.File, *os.File, error) {
+	if err := f.record("openpty"); err != nil {
+		return nil, nil, err
+	}
+	return nil, nil, errors.New("fake: no pseudo-terminals")
+}
+func (f *fakeSystem) SetWinsize(_ *os.File, rows, cols uint16) error {
+	return f.record("winsize %d %d", rows, cols)
 }
 func (f *fakeSystem) EmptyInitramfs(root string, keep []string) error {
 	return f.record("empty %s %s", root, strings.Join(keep, ","))

@@ -48,6 +48,13 @@ type System interface {
 	StartProcess(argv []string, files []*os.File) (int, error)
 	// Wait4 waits for any child and returns its pid and status.
 	Wait4() (int, unix.WaitStatus, error)
+	// Kill sends sig to process pid.
+	Kill(pid int, sig unix.Signal) error
+
+	// OpenPTY opens a pseudo-terminal pair on the init's devpts.
+	OpenPTY() (master, slave *os.File, err error)
+	// SetWinsize sets the window size of the terminal f.
+	SetWinsize(f *os.File, rows, cols uint16) error
 
 	Sethostname(name string) error
 	// LinkUp brings a network interface up.

@@ -8,13 +8,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/vishvananda/netlink"
 
 	"github.com/c2vm/c2vm/bootcfg"
+	"github.com/c2vm/c2vm/internal/fdio"
 	"golang.org/x/sys/unix"
 )
 
@@ -241,4 +244,57 @@ func (l *Linux) ConfigureLink(name string, addr netip.Prefix, gw netip.Addr) err
 		return fmt.Errorf("default route via %s: %w", gw, err)
 	}
 	return nil
+}
+
+// Kill sends sig to process pid.
+func (l *Linux) Kill(pid int, sig unix.Signal) error { return unix.Kill(pid, sig) }
+
+// SetWinsize sets the window size of the terminal f (TIOCSWINSZ).
+func (l *Linux) SetWinsize(f *os.File, rows, cols uint16) error {
+	ws := &unix.Winsize{Row: rows, Col: cols}
+	return fdio.Control(f, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) })
+}
+
+// OpenPTY opens a pseudo-terminal pair on the init's devpts (mounted with newinstance).
+func (l *Linux) OpenPTY() (master, slave *os.File, err error) {
+	if master, slave, err = openPTYAt("/dev/pts/ptmx"); err != nil {
+		return openPTYAt("/dev/ptmx")
+	}
+	return master, slave, nil
+}
+
+// openPTYAt opens a pseudo-terminal pair through the multiplexer ptmx.
+func openPTYAt(ptmx string) (master, slave *os.File, err error) {
+	m, err := os.OpenFile(ptmx, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open pty master: %w", err)
+	}
+	var n int
+	err = fdio.Control(m, func(fd int) error {
+		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+			return fmt.Errorf("unlock pty: %w", err)
+		}
+		var err error
+		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
+		return err
+	})
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	s, err := os.OpenFile(path.Join(ptsDir(ptmx), strconv.Itoa(n)), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("open pty slave: %w", err)
+	}
+	return m, s, nil
+}
+
+// ptsDir is the devpts directory of a ptmx: /dev/pts for /dev/pts/ptmx and for /dev/ptmx.
+func ptsDir(ptmx string) string {
+	dir := path.Dir(ptmx)
+	if path.Base(dir) == "pts" {
+		return dir
+	}
+	return path.Join(dir, "pts")
 }

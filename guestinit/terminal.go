@@ -2,14 +2,11 @@ package guestinit
 
 import (
 	"errors"
-	"github.com/c2vm/c2vm/internal/fdio"
 
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"strconv"
 	"sync"
 	"time"
 
@@ -26,50 +23,6 @@ import (
 // makes runc copy the size to the container's pty.
 
 const terminalDrain = 2 * time.Second
-
-// openPTY opens a pseudo-terminal pair on the init's devpts (mounted with newinstance).
-func openPTY() (master, slave *os.File, err error) {
-	if master, slave, err = openPTYAt("/dev/pts/ptmx"); err != nil {
-		return openPTYAt("/dev/ptmx")
-	}
-	return master, slave, nil
-}
-
-// openPTYAt opens a pseudo-terminal pair through the multiplexer ptmx.
-func openPTYAt(ptmx string) (master, slave *os.File, err error) {
-	m, err := os.OpenFile(ptmx, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open pty master: %w", err)
-	}
-	var n int
-	err = fdio.Control(m, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return fmt.Errorf("unlock pty: %w", err)
-		}
-		var err error
-		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		return err
-	})
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	s, err := os.OpenFile(path.Join(ptsDir(ptmx), strconv.Itoa(n)), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("open pty slave: %w", err)
-	}
-	return m, s, nil
-}
-
-// ptsDir is the devpts directory of a ptmx: /dev/pts for /dev/pts/ptmx and for /dev/ptmx.
-func ptsDir(ptmx string) string {
-	dir := path.Dir(ptmx)
-	if path.Base(dir) == "pts" {
-		return dir
-	}
-	return path.Join(dir, "pts")
-}
 
 // specTerminal reports whether a runtime spec asks for a terminal.
 func specTerminal(data []byte) (bool, error) {
@@ -94,6 +47,7 @@ var errNoCommand = errors.New("the image has no command and none was given: pass
 // terminal is the init's side of the workload's terminal. A nil *terminal is no terminal: every
 // method is then a no-op, so the run step reads the same either way.
 type terminal struct {
+	sys           System
 	master, slave *os.File
 	out           chan struct{} // closed when the master → stdout copy ended
 
@@ -107,11 +61,11 @@ func startTerminal(st *State, stdio []*os.File) (*terminal, error) {
 	if !st.Terminal {
 		return nil, nil
 	}
-	m, s, err := openPTY()
+	m, s, err := st.Sys.OpenPTY()
 	if err != nil {
 		return nil, fmt.Errorf("terminal: %w", err)
 	}
-	t := &terminal{master: m, slave: s, out: make(chan struct{})}
+	t := &terminal{sys: st.Sys, master: m, slave: s, out: make(chan struct{})}
 	t.relay(stdio)
 	return t, nil
 }
@@ -154,15 +108,14 @@ func (t *terminal) request(line string) {
 	if !ok {
 		return
 	}
-	ws := &unix.Winsize{Row: rows, Col: cols}
-	if fdio.Control(t.master, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) }) != nil {
+	if t.sys.SetWinsize(t.master, rows, cols) != nil {
 		return
 	}
 	t.mu.Lock()
 	pid := t.pid
 	t.mu.Unlock()
 	if pid > 0 {
-		unix.Kill(pid, unix.SIGWINCH) // runc copies the new size to the container's pty
+		t.sys.Kill(pid, unix.SIGWINCH) // runc copies the new size to the container's pty
 	}
 }
 

@@ -92,7 +92,7 @@ func TestTerminalRelay(t *testing.T) {
 	stdinR, stdinW, _ := os.Pipe()
 	stdoutR, stdoutW, _ := os.Pipe()
 	defer stdinW.Close()
-	term := &terminal{master: master, slave: slave, out: make(chan struct{})}
+	term := &terminal{sys: &Linux{}, master: master, slave: slave, out: make(chan struct{})}
 	term.relay([]*os.File{stdinR, stdoutW})
 	files := term.stdio(nil)
 	if len(files) != 3 || files[0] != slave || files[2] != slave {

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# bench/run.sh: one run of c2vm's figures, as ratios to baselines measured in the same run (these
+# machines are noisy). Writes bench/results.md and prints it. Run by `make bench`, which builds
+# c2vm and both kernels first. Needs: umoci, squashfs-tools, mmdebstrap, qemu-system-x86, GNU time.
+#   1. convert of a multi-layer Debian image (mmdebstrap, split in 3 layers, made offline with
+#      umoci) vs `umoci raw unpack --rootless` + `mksquashfs` at the same zstd level
+#   2. boot to workload of `c2vm run` per kernel vs ../shared/tools/boot-floor.sh (busybox init +
+#      runc, q35) with the Debian kernel
+#   3. the smallest --memory that runs the workload, per kernel
+#   4. kernel + initrd sizes
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
+c2vm=$root/bin/c2vm; runc=$root/bin/amd64/runc
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/c2vm
+floor=${FLOOR:-$root/../shared/tools/boot-floor.sh}
+runs=${RUNS:-3}
+w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
+deb=$(ls "$cache"/kernel/linux-image-[0-9]*_amd64.deb | sort -V | tail -1)
+
+# median of numbers on stdin
+median() { sort -g | awk '{a[NR]=$1} END {printf "%.2f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# timed CMD...: wall, user+sys CPU, peak RSS (MiB) as "wall cpu rss"
+timed() { /usr/bin/time -f '%e %U %S %M' -o "$w/t" "$@" >/dev/null 2>"$w/err" || { cat "$w/err" >&2; return 1; }
+  awk '{printf "%.2f %.2f %.0f\n", $1, $2+$3, $4/1024}' "$w/t"; }
+size_mb() { du -b "$1" | awk '{printf "%.1f", $1/1e6}'; }
+
+# 1. the image: a Debian bookworm minbase (the parity base, cached) in 3 layers
+base=$(ls "$cache"/parity/debian-*.tar 2>/dev/null | head -1 || true)
+if [ -z "$base" ]; then
+  mkdir -p "$cache/parity"; base=$cache/parity/debian-bench.tar
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates,python3-minimal bookworm "$base"
+fi
+mkdir -p "$w/fs"; tar -xf "$base" -C "$w/fs"
+(cd "$w/fs" && tar -cf "$w/l1.tar" usr/lib && tar -cf "$w/l2.tar" --exclude=./usr/lib ./usr && tar -cf "$w/l3.tar" --exclude=./usr .)
+img=$w/oci
+umoci init --layout "$img" && umoci new --image "$img:bench"
+for l in l1 l2 l3; do umoci raw add-layer --image "$img:bench" "$w/$l.tar"; done
+umoci config --image "$img:bench" --config.cmd /bin/true
+imgsize=$(du -sb "$img" | awk '{printf "%.0f", $1/1e6}')
+read -r cw cc cr < <(timed "$c2vm" convert --quiet --kernel "$deb" -o "$w/conv.bundle" "oci:$img:bench")
+csize=$(size_mb "$w/conv.bundle/rootfs.squashfs")
+read -r uw uc ur < <(timed bash -c "umoci raw unpack --rootless --image '$img:bench' '$w/unpacked' && mksquashfs '$w/unpacked' '$w/umoci.sqfs' -comp zstd -Xcompression-level 3 -noappend -quiet -processors \$(nproc)")
+usize=$(size_mb "$w/umoci.sqfs")
+
+# 2. boot to workload: the hello bundle per kernel, and the floor script
+mkdir -p "$w/hello"; cp /bin/busybox "$w/hello/"; mkdir -p "$w/hello/bin"; mv "$w/hello/busybox" "$w/hello/bin/"
+ln -s busybox "$w/hello/bin/sh"; ln -s busybox "$w/hello/bin/echo"
+for k in debian c2vm; do
+  kern=$deb; [ $k = c2vm ] && kern=c2vm
+  "$c2vm" convert --quiet --kernel "$kern" --change 'CMD ["/bin/echo","WORKLOAD-OK"]' -o "$w/$k.bundle" "rootfs:$w/hello"
+  for i in $(seq "$runs"); do timed "$c2vm" run "$w/$k.bundle" | cut -d' ' -f1; done | median > "$w/boot-$k"
+done
+bash "$floor" "$deb" "$runc" q35 "$runs" 2>/dev/null | grep -Eo '[0-9]+\.[0-9]+' | median > "$w/boot-floor"
+fl=$(cat "$w/boot-floor")
+
+# 3. smallest --memory (MiB, step 4) that prints the workload's line
+smallest() {
+  local lo=24 hi=160 mid
+  while [ $((hi - lo)) -gt 4 ]; do
+    mid=$(( (lo + hi) / 8 * 4 ))
+    if timeout 60 "$c2vm" run --timeout 50 --memory "$mid" "$1" 2>/dev/null | grep -q WORKLOAD-OK; then hi=$mid; else lo=$mid; fi
+  done
+  echo "$hi"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+{
+  echo "# c2vm benchmark results"
+  echo
+  echo "One run of \`make bench\` on $(nproc) cores, $(date -u +%Y-%m-%d), QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), accelerator $( [ -w /dev/kvm ] && grep -qw -e vmx -e svm /proc/cpuinfo && echo kvm || echo tcg). Ratios are to the baseline of the same run."
+  echo
+  echo "| what | c2vm | baseline | ratio |"
+  echo "| --- | --- | --- | --- |"
+  echo "| convert, ${imgsize} MB 3-layer Debian image → squashfs zstd 3, wall (baseline: umoci raw unpack + mksquashfs) | ${cw} s | ${uw} s | $(ratio "$uw" "$cw")× faster |"
+  echo "| … CPU (user+sys) | ${cc} s | ${uc} s | $(ratio "$cc" "$uc") |"
+  echo "| … peak RSS | ${cr} MiB | ${ur} MiB | $(ratio "$cr" "$ur") |"
+  echo "| … rootfs size | ${csize} MB | ${usize} MB | $(ratio "$csize" "$usize") |"
+  for k in debian c2vm; do
+    b=$(cat "$w/boot-$k")
+    echo "| boot to workload, \`c2vm run\` of a busybox echo bundle, $k kernel (median of $runs; baseline: boot-floor.sh q35, Debian kernel) | ${b} s | ${fl} s | $(ratio "$b" "$fl") |"
+  done
+  for k in debian c2vm; do
+    echo "| smallest \`--memory\` that runs the workload, $k kernel | $(smallest "$w/$k.bundle") MiB | | |"
+  done
+  for k in debian c2vm; do
+    echo "| vmlinuz + initrd.img, $k kernel | $(size_mb "$w/$k.bundle/vmlinuz") + $(size_mb "$w/$k.bundle/initrd.img") MB | | |"
+  done
+} > "$w/results.md"
+cp "$w/results.md" "$here/results.md"
+cat "$here/results.md"
