@@ -86,7 +86,8 @@ kernel-c2vm: ## build the c2vm kernel (x86_64) from Debian's linux-source-6.1, o
 	  (cd $$src && ./scripts/kconfig/merge_config.sh -m .config $(CURDIR)/$(KCONFIG) >/dev/null 2>&1) && \
 	  $(MAKE) -s -C $$src olddefconfig && \
 	  $(CURDIR)/initgen/kernel/config/check.sh $(CURDIR)/$(KCONFIG) $$src/.config && \
-	  $(MAKE) -s -C $$src -j$$(nproc) bzImage && \
+	  KBUILD_BUILD_TIMESTAMP=2023-06-10 KBUILD_BUILD_USER=c2vm KBUILD_BUILD_HOST=c2vm KBUILD_BUILD_VERSION=1 \
+	    $(MAKE) -s -C $$src -j$$(nproc) bzImage && \
 	  ver=$$($(MAKE) -s -C $$src kernelrelease) && \
 	  mkdir -p $$out.tmp/boot $$out.tmp/lib/modules/$$ver && \
 	  cp $$src/arch/x86/boot/bzImage $$out.tmp/boot/vmlinuz-$$ver && \
