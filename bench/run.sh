@@ -13,6 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 c2vm=$root/bin/c2vm; runc=$root/bin/amd64/runc
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/c2vm
 floor=${FLOOR:-$root/../shared/tools/boot-floor.sh}
+[ -f "$floor" ] || { echo "bench: the floor script $floor is missing: set FLOOR to boot-floor.sh" >&2; exit 1; }
 runs=${RUNS:-3}
 w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
 deb=$(ls "$cache"/kernel/linux-image-[0-9]*_amd64.deb | sort -V | tail -1)
@@ -30,7 +31,7 @@ if [ -z "$base" ]; then
   mkdir -p "$cache/parity"; base=$cache/parity/debian-bench.tar
   mmdebstrap --quiet --variant=minbase --include=ca-certificates,python3-minimal bookworm "$base"
 fi
-mkdir -p "$w/fs"; tar -xf "$base" -C "$w/fs"
+mkdir -p "$w/fs"; tar -xf "$base" -C "$w/fs" --exclude='./dev/*' # device nodes need root
 (cd "$w/fs" && tar -cf "$w/l1.tar" usr/lib && tar -cf "$w/l2.tar" --exclude=./usr/lib ./usr && tar -cf "$w/l3.tar" --exclude=./usr .)
 img=$w/oci
 umoci init --layout "$img" && umoci new --image "$img:bench"
@@ -54,11 +55,14 @@ bash "$floor" "$deb" "$runc" q35 "$runs" 2>/dev/null | grep -Eo '[0-9]+\.[0-9]+'
 fl=$(cat "$w/boot-floor")
 
 # 3. smallest --memory (MiB, step 4) that prints the workload's line
+# runs_at BUNDLE MIB: the workload's line came out (its whole stdout, captured: no pipe to break)
+runs_at() { [ "$(timeout 60 "$c2vm" run --timeout 50 --memory "$2" "$1" 2>/dev/null || true)" = WORKLOAD-OK ]; }
 smallest() {
   local lo=24 hi=160 mid
+  runs_at "$1" "$hi" || { echo "n/a (not even $hi)"; return; }
   while [ $((hi - lo)) -gt 4 ]; do
     mid=$(( (lo + hi) / 8 * 4 ))
-    if timeout 60 "$c2vm" run --timeout 50 --memory "$mid" "$1" 2>/dev/null | grep -q WORKLOAD-OK; then hi=$mid; else lo=$mid; fi
+    if runs_at "$1" "$mid"; then hi=$mid; else lo=$mid; fi
   done
   echo "$hi"
 }

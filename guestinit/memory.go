@@ -60,14 +60,14 @@ func patchMemoryLimit(linux map[string]json.RawMessage, limit int64) error {
 	}
 	var res map[string]json.RawMessage
 	if err := unmarshalField(linux, "resources", &res); err != nil {
-		return fmt.Errorf("linux.%w", err)
+		return fmt.Errorf("linux: %w", err)
 	}
 	if res == nil {
 		res = map[string]json.RawMessage{}
 	}
 	var mem specs.LinuxMemory
 	if err := unmarshalField(res, "memory", &mem); err != nil {
-		return fmt.Errorf("linux.resources.%w", err)
+		return fmt.Errorf("linux.resources: %w", err)
 	}
 	if mem.Limit != nil && *mem.Limit > 0 && *mem.Limit <= limit {
 		return nil

@@ -218,13 +218,24 @@ func serveAndStop(t *testing.T, d *dockertest.Daemon, bundle string) {
 	go func() { cmd.Wait(); done <- cmd.ProcessState.ExitCode() }()
 	body, err := getUntil(t.Context(), fmt.Sprintf("http://127.0.0.1:%d/hello", port), 200*time.Second, done)
 	if err != nil || body != wantLine {
-		cmd.Process.Kill()
-		<-done
+		var ended *runEnded
+		if !errors.As(err, &ended) { // else getUntil has taken the exit status: c2vm is gone
+			cmd.Process.Kill()
+			<-done
+		}
 		t.Fatalf("GET /hello through -p = %q, %v; want %q\nstderr %q", body, err, wantLine, stderr.String())
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	code := <-done
 	id := strings.TrimSpace(d.Must(t, "run", "-d", "--network", "none", "parity-go-server"))
+	// Stop only once it listens: a SIGTERM before its handler is installed would be ignored (PID 1).
+	deadline := time.Now().Add(60 * time.Second)
+	for _, logs, _ := d.Run("", "logs", id); !strings.Contains(logs, "listening"); _, logs, _ = d.Run("", "logs", id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("docker: go-server did not report listening: %q", logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	d.Must(t, "stop", id)
 	wantCode := strings.TrimSpace(d.Must(t, "inspect", "-f", "{{.State.ExitCode}}", id))
 	_, wantErr, _ := d.Run("", "logs", id)

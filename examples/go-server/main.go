@@ -34,14 +34,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	drained := make(chan struct{})
 	go func() {
 		<-ctx.Done()
-		srv.Shutdown(context.Background())
+		srv.Shutdown(context.Background()) // waits for requests in flight
+		close(drained)
 	}()
 	fmt.Fprintf(os.Stderr, "go-server listening on %s\n", ln.Addr())
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
+	<-drained
 	fmt.Fprintln(os.Stderr, "go-server stopped")
 }
 

@@ -148,14 +148,15 @@ func Default(ctx context.Context, opts Options) (*Kernel, error) {
 }
 
 func noKernelHelp(dir, arch string) string {
-	pkg := "linux-image-cloud-" + arch
+	pkg, multiarch := "linux-image-cloud-"+arch, ""
 	if arch != runtime.GOARCH {
 		pkg += ":" + arch
+		multiarch = fmt.Sprintf("dpkg --add-architecture %s && apt-get update && ", arch)
 	}
 	return fmt.Sprintf("no %s kernel: pass --kernel or set %s, run `make kernel`, or download Debian's cloud kernel "+
-		"into %s: mkdir -p %s && cd %s && apt-get download %s "+
+		"into %s: %smkdir -p %s && cd %s && apt-get download %s "+
 		"$(apt-cache depends %s | sed -n 's/^ *Depends: //p')",
-		arch, EnvKernel, dir, dir, dir, pkg, pkg)
+		arch, EnvKernel, dir, multiarch, dir, dir, pkg, pkg)
 }
 
 // newestDeb returns the newest linux-image-*_<arch>.deb in dir ("" when there is none),
