@@ -29,6 +29,9 @@ RUNC_VER   := $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/
 
 export C2VM_LIBDIR := $(BIN)
 
+# ADD_ARCH (in a shell loop over $$a) lets dpkg install packages of architecture $$a (multiarch).
+ADD_ARCH = dpkg --print-architecture | grep -qx $$a || dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a
+
 PARITY_PKGS := docker.io mmdebstrap
 TEST_PKGS   := docker-registry apache2-utils skopeo openssl
 
@@ -42,7 +45,7 @@ deps: ## install the Debian packages c2vm needs (only the missing ones)
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  for a in $$(echo "$$missing" | tr ' ' '\n' | sed -n 's/.*://p' | sort -u); do \
-	    dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a; \
+	    $(ADD_ARCH); \
 	  done; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
@@ -53,7 +56,7 @@ deps-build: ## install only what building c2vm needs (gcc, libseccomp-dev, the c
 kernel: deps ## fetch the reference kernel package per guest arch into ~/.cache/c2vm/kernel (XDG_CACHE_HOME), once
 	@for a in $(GUEST_ARCHES); do \
 	  ls $(KERNEL_DIR)/linux-image-[0-9]*_$$a.deb >/dev/null 2>&1 && continue; \
-	  dpkg --print-architecture | grep -qx $$a || dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a; \
+	  $(ADD_ARCH); \
 	  mkdir -p $(KERNEL_DIR) && cd $(KERNEL_DIR) && \
 	  $(SUDO) apt-get update -qq && \
 	  dep=$$(apt-cache depends linux-image-cloud-$$a:$$a | awk '/Depends: linux-image-[0-9]/{print $$2; exit}') && \
@@ -108,7 +111,7 @@ EMULATORS := x86_64 i386 aarch64 arm s390x ppc64le riscv64
 
 foreign: deps ## fetch busybox-static per foreign arch (test images) and qemu-user-static per cross VM arch into ~/.cache/c2vm, once
 	@for a in $(FOREIGN) $(CROSS_ARCHES); do \
-	  dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a; \
+	  $(ADD_ARCH); \
 	done; \
 	need() { ls $(DEBS_DIR)/$$1_*_$$2.deb >/dev/null 2>&1 || echo $$1:$$2; }; \
 	pkgs="$$(for a in $(FOREIGN); do need busybox-static $$a; done; for a in $(CROSS_ARCHES); do need qemu-user-static $$a; done)"; \

@@ -33,3 +33,16 @@ func ParseHalt(cmdline string) string {
 	}
 	return mode
 }
+
+// serialConsoles are the first serial port of each VM architecture's machines: the 8250 UART of
+// QEMU q35/microvm, Firecracker and Cloud Hypervisor on x86, the PL011 of QEMU virt on arm64.
+var serialConsoles = map[string]string{"amd64": "ttyS0", "arm64": "ttyAMA0"}
+
+// SerialConsole is the kernel's name of the first serial port of a VM architecture (GOARCH);
+// ttyS0 for one it does not know.
+func SerialConsole(arch string) string {
+	if c, ok := serialConsoles[arch]; ok {
+		return c
+	}
+	return "ttyS0"
+}

@@ -19,7 +19,6 @@ import (
 	"github.com/c2vm/c2vm/convert/rootfs"
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/initgen"
-	"github.com/c2vm/c2vm/initgen/assets"
 	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/initgen/kmod"
 	"github.com/c2vm/c2vm/internal/fdio"
@@ -32,16 +31,9 @@ import (
 // The console is the VM architecture's first serial port (see BootArgs).
 const BaseBootArgs = "console=ttyS0 quiet panic=-1 sysctl.vm.overcommit_memory=1"
 
-// serialConsoles are the first serial port of each VM architecture's machine: the 8250 UART of
-// QEMU q35/microvm, Firecracker and Cloud Hypervisor on x86, the PL011 of QEMU virt on arm64.
-var serialConsoles = map[string]string{"amd64": "ttyS0", "arm64": "ttyAMA0"}
-
-// BootArgs is BaseBootArgs with the console of the VM architecture.
+// BootArgs is BaseBootArgs with the console of the VM architecture (bootcfg.SerialConsole).
 func BootArgs(vmArch string) string {
-	if c, ok := serialConsoles[vmArch]; ok && c != "ttyS0" {
-		return strings.Replace(BaseBootArgs, "console=ttyS0", "console="+c, 1)
-	}
-	return BaseBootArgs
+	return strings.Replace(BaseBootArgs, "console=ttyS0", "console="+bootcfg.SerialConsole(vmArch), 1)
 }
 
 // rootfsCPIO is where the initrd-format rootfs is staged before it is appended to the initrd.
@@ -159,17 +151,13 @@ func (c *conversion) writeBoot(ctx context.Context, k *kernel.Kernel, m *bundle.
 	if err != nil {
 		return fmt.Errorf("encode runtime spec: %w", err)
 	}
-	a, err := assets.Find(c.vmArch)
-	if err != nil {
-		return err
-	}
 	f, err := os.Create(c.stage.Path(bundle.InitrdFile))
 	if err != nil {
 		return fmt.Errorf("write initrd: %w", err)
 	}
 	defer f.Close()
 	opts := initgen.Options{
-		Kernel: k, Modules: m.Boot.Modules, Init: a.Init, Runc: a.Runc,
+		Kernel: k, Modules: m.Boot.Modules, Init: c.assets.Init, Runc: c.assets.Runc,
 		BootConfig: bootJSON, Spec: append(specJSON, '\n'),
 	}
 	if c.emulator != nil {

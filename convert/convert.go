@@ -128,6 +128,7 @@ type conversion struct {
 	vmArch   string
 	emulator *initgen.Emulator // nil for a native image
 	builtin  map[string]bool   // the kernel's built-in modules
+	assets   assets.Assets     // the guest init and runc for vmArch
 }
 
 func (c *conversion) step(name string) {
@@ -210,7 +211,7 @@ func (c *conversion) planEmulation(k *kernel.Kernel, p ocispec.Platform) error {
 	if err != nil {
 		return err
 	}
-	if _, err := assets.Find(vm); err != nil {
+	if c.assets, err = assets.Find(vm); err != nil {
 		return fmt.Errorf("kernel %s is for %s guests: %w", k.Vmlinuz, vm, err)
 	}
 	c.vmArch = vm

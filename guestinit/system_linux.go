@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -84,25 +83,12 @@ func (l *Linux) OpenFile(p string, flag int, perm os.FileMode) (*os.File, error)
 	return os.OpenFile(p, flag|unix.O_NOCTTY, perm)
 }
 
+// CopyFile copies a new file (fdio.CopyFile) and gives it perm whatever the umask.
 func (l *Linux) CopyFile(src, dst string, perm os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
+	if err := fdio.CopyFile(src, dst, perm); err != nil {
 		return err
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Chmod(perm); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return os.Chmod(dst, perm)
 }
 
 // LoadModule loads a module and its dependencies with u-root's kmodule, reading modules.dep once.

@@ -72,7 +72,7 @@ func FindEmulator(arch, vmArch, dir, hint string) (Emulator, error) {
 	if err != nil {
 		return e, fmt.Errorf("%s images run under emulation in the %s VM and need %s: %s (%w)", arch, vmArch, e.Source, hint, err)
 	}
-	if err := checkStaticELF(e.Source, vmArch); err != nil {
+	if err := checkStaticELF(e.Source, data, vmArch); err != nil {
 		return e, fmt.Errorf("%w: %s", err, hint)
 	}
 	sum := sha256.Sum256(data)
@@ -81,10 +81,10 @@ func FindEmulator(arch, vmArch, dir, hint string) (Emulator, error) {
 	return e, nil
 }
 
-// checkStaticELF fails unless file is a static ELF executable for vmArch: a dynamic emulator
-// cannot run inside the container's root, one for another machine not at all.
-func checkStaticELF(file, vmArch string) error {
-	f, err := elf.Open(file)
+// checkStaticELF fails unless data (the file's bytes) is a static ELF executable for vmArch: a
+// dynamic emulator cannot run inside the container's root, one for another machine not at all.
+func checkStaticELF(file string, data []byte, vmArch string) error {
+	f, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("%s is not an ELF emulator", file)
 	}

@@ -48,6 +48,14 @@ func DefaultCacheDir() (string, error) {
 	return filepath.Join(d, "c2vm"), nil
 }
 
+// arch is the guest architecture Default and the c2vm kernel are for.
+func (o Options) arch() string {
+	if o.Arch == "" {
+		return runtime.GOARCH
+	}
+	return o.Arch
+}
+
 func (o Options) cacheDir() (string, error) {
 	if o.CacheDir != "" {
 		return o.CacheDir, nil
@@ -106,10 +114,7 @@ func c2vmDir(opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	arch := opts.Arch
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
+	arch := opts.arch()
 	dir := filepath.Join(cache, "kernel-c2vm", arch)
 	if _, err := os.Stat(dir); err != nil {
 		return "", fmt.Errorf("kernel %s: no c2vm kernel for %s in %s: run `make kernel-c2vm` (x86_64 only for now) or pass another --kernel", C2VM, arch, dir)
@@ -132,10 +137,7 @@ func Default(ctx context.Context, opts Options) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	arch := opts.Arch
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
+	arch := opts.arch()
 	dir := filepath.Join(cache, "kernel")
 	deb, err := newestDeb(dir, arch)
 	if err != nil {

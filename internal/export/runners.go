@@ -8,6 +8,7 @@ import (
 
 	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/internal/vm"
 )
 
 // statusTail is the end of the scripts: the workload's status from the last status line of the
@@ -26,20 +27,11 @@ log=$(mktemp) || exit 125
 trap 'rm -f "$log"' EXIT
 `
 
-// qemuMachine is how run.sh boots one VM architecture: the QEMU binary, machine, the CPU under TCG
-// (-cpu host under KVM), the serial console and whether qboot may stand in for SeaBIOS.
-type qemuMachine struct{ binary, machine, tcgCPU, console string }
-
-var qemuMachines = map[string]qemuMachine{
-	"amd64": {"qemu-system-x86_64", "q35", "", "ttyS0"},
-	"arm64": {"qemu-system-aarch64", "virt,gic-version=max", "max,pauth-impdef=on", "ttyAMA0"},
-}
-
 // writeQEMU writes run.sh: plain QEMU (q35 or virt, virtio-pci), the serial console on stdio.
 func writeQEMU(e *exporter) (string, error) {
-	q, ok := qemuMachines[e.m.GuestArch()]
-	if !ok {
-		return "", fmt.Errorf("export: no QEMU machine known for %s VMs", e.m.GuestArch())
+	q, err := vm.MachineFor(e.m.GuestArch())
+	if err != nil {
+		return "", fmt.Errorf("export: %w", err)
 	}
 	if err := e.linkBoot(true); err != nil {
 		return "", err
@@ -47,14 +39,19 @@ func writeQEMU(e *exporter) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, scriptHead, "Boots this c2vm bundle under plain QEMU. ACCEL=kvm uses KVM (default tcg).")
 	b.WriteString("accel=${ACCEL:-tcg}\n")
-	if q.tcgCPU != "" {
-		fmt.Fprintf(&b, "cpu=\"-cpu %s\"; [ \"$accel\" = kvm ] && cpu=\"-cpu host\"\nbios=\n", q.tcgCPU)
-	} else {
-		b.WriteString("cpu=; [ \"$accel\" = kvm ] && cpu=\"-cpu host\"\nbios=; [ -f /usr/share/qemu/qboot.rom ] && bios=\"-bios /usr/share/qemu/qboot.rom\"\n")
+	cpu := ""
+	if q.TCGCPU != "" {
+		cpu = "-cpu " + q.TCGCPU
 	}
-	fmt.Fprintf(&b, "%s -M %s -m %d -smp %d -nodefaults -no-user-config -display none -no-reboot \\\n", q.binary, q.machine, e.m.MemoryMiB, e.m.CPUs)
+	fmt.Fprintf(&b, "cpu=%s; [ \"$accel\" = kvm ] && cpu=\"-cpu host\"\n", shellQuote(cpu))
+	if q.QBoot {
+		b.WriteString("bios=; [ -f /usr/share/qemu/qboot.rom ] && bios=\"-bios /usr/share/qemu/qboot.rom\"\n")
+	} else {
+		b.WriteString("bios=\n")
+	}
+	fmt.Fprintf(&b, "%s -M %s -m %d -smp %d -nodefaults -no-user-config -display none -no-reboot \\\n", q.Binary, q.Machine, e.m.MemoryMiB, e.m.CPUs)
 	fmt.Fprintf(&b, "  -accel \"$accel\" $cpu $bios -kernel \"$here/%s\" -initrd \"$here/%s\" \\\n", bundle.KernelFile, bundle.InitrdFile)
-	fmt.Fprintf(&b, "  -append %s \\\n  -serial stdio -device virtio-rng-pci", shellQuote(e.bootArgs(q.console)))
+	fmt.Fprintf(&b, "  -append %s \\\n  -serial stdio -device virtio-rng-pci", shellQuote(e.bootArgs(bootcfg.SerialConsole(e.m.GuestArch()))))
 	if r := e.rootfs(); r != "" {
 		fmt.Fprintf(&b, " \\\n  -drive id=rootfs,file=\"$here/%s\",format=raw,if=none,readonly=on -device virtio-blk-pci,drive=rootfs", r)
 	}

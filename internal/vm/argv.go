@@ -11,34 +11,47 @@ import (
 	"github.com/c2vm/c2vm/bootcfg"
 )
 
-var qemuArch = map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
+// Machine is how QEMU boots one guest architecture.
+type Machine struct {
+	Binary  string // qemu-system-x86_64
+	Package string // the Debian package that has it
+	Machine string // -M
+	// TCGCPU is -cpu under TCG, "" for QEMU's default; under KVM it is always "host".
+	TCGCPU string
+	// QBoot: qboot may stand in for SeaBIOS (x86 only).
+	QBoot bool
+}
 
 // machines are the QEMU machines per guest GOARCH: q35 on x86; virt on arm64 with the newest GIC
-// the accelerator offers (KVM on an arm64 host without GICv2 emulation needs v3).
-var machines = map[string]string{"amd64": "q35", "arm64": "virt,gic-version=max"}
+// the accelerator offers (KVM on an arm64 host without GICv2 emulation needs v3), and under TCG
+// "max" (virt's default is a 32-bit Cortex-A15) with QEMU's own pointer-authentication hash, which
+// boots in about half the time of the architected QARMA one.
+var machines = map[string]Machine{
+	"amd64": {Binary: "qemu-system-x86_64", Package: "qemu-system-x86", Machine: "q35", QBoot: true},
+	"arm64": {Binary: "qemu-system-aarch64", Package: "qemu-system-arm", Machine: "virt,gic-version=max", TCGCPU: "max,pauth-impdef=on"},
+}
 
-// tcgCPUs are the CPU models under TCG where QEMU's default does not fit: virt's default is a
-// 32-bit Cortex-A15; "max" with QEMU's own pointer-authentication algorithm boots in about half the
-// time of the architected QARMA one.
-var tcgCPUs = map[string]string{"arm64": "max,pauth-impdef=on"}
-
-// Binary returns the QEMU system emulator for a guest GOARCH.
-func Binary(arch string) (string, error) {
+// MachineFor returns the QEMU machine for a guest GOARCH ("" = the host's).
+func MachineFor(arch string) (Machine, error) {
 	if arch == "" {
 		arch = runtime.GOARCH
 	}
-	qa, ok := qemuArch[arch]
+	m, ok := machines[arch]
 	if !ok {
-		return "", fmt.Errorf("no QEMU system emulator known for guest architecture %q", arch)
+		return m, fmt.Errorf("no QEMU machine known for guest architecture %q", arch)
 	}
-	name := "qemu-system-" + qa
-	p, err := exec.LookPath(name)
+	return m, nil
+}
+
+// Binary returns the QEMU system emulator for a guest GOARCH.
+func Binary(arch string) (string, error) {
+	m, err := MachineFor(arch)
 	if err != nil {
-		pkg := "qemu-system-x86"
-		if arch == "arm64" {
-			pkg = "qemu-system-arm"
-		}
-		return "", fmt.Errorf("%s not found: install Debian package %s", name, pkg)
+		return "", err
+	}
+	p, err := exec.LookPath(m.Binary)
+	if err != nil {
+		return "", fmt.Errorf("%s not found: install Debian package %s", m.Binary, m.Package)
 	}
 	return p, nil
 }
@@ -60,15 +73,11 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	if cpus <= 0 {
 		cpus = 1
 	}
-	arch := cfg.Arch
-	if arch == "" {
-		arch = runtime.GOARCH
+	machine, err := MachineFor(cfg.Arch)
+	if err != nil {
+		return nil, err
 	}
-	machine, ok := machines[arch]
-	if !ok {
-		return nil, fmt.Errorf("no QEMU machine known for guest architecture %q", arch)
-	}
-	a := []string{bin, "-M", machine, "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+	a := []string{bin, "-M", machine.Machine, "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"}
 	acc := Accel{Name: cfg.Accel}
 	if acc.Name != AccelKVM && acc.Name != AccelTCG {
@@ -78,10 +87,10 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 		}
 	}
 	a = append(a, accelArgs(acc)...)
-	if acc.Name == AccelTCG && tcgCPUs[arch] != "" {
-		a = append(a, "-cpu", tcgCPUs[arch])
+	if acc.Name == AccelTCG && machine.TCGCPU != "" {
+		a = append(a, "-cpu", machine.TCGCPU)
 	}
-	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil && arch == "amd64" {
+	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil && machine.QBoot {
 		a = append(a, "-bios", "/usr/share/qemu/qboot.rom")
 	}
 	a = append(a, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Cmdline)
