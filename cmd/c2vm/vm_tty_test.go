@@ -181,8 +181,9 @@ func TestVMExitContract(t *testing.T) {
 			137, "killed by the kernel's OOM killer: it reached its memory limit"},
 		// The workload fills its tmpfs upper (109 MB), then grows one buffer by small steps: its
 		// cgroup's limit makes the OOM killer act within seconds (without it the whole guest reclaimed
-		// for ~2 minutes, 3 runs of 3); --timeout would end a hang with 124.
-		{"upper full, then out of memory", []string{"--memory", "256", "--timeout", "60", dir, "--",
+		// for ~2 minutes, 3 runs of 3; alone it ends in ~12-15 s, beside another TCG VM it once took
+		// over 60 s); --timeout 100 still ends the old hang first.
+		{"upper full, then out of memory", []string{"--memory", "256", "--timeout", "100", dir, "--",
 			`dd if=/dev/zero of=/fill bs=1M 2>/dev/null; head -c 150000000 /dev/zero | tr '\0' a | sort >/dev/null`},
 			137, "killed by the kernel's OOM killer: it reached its memory limit"},
 	}
