@@ -115,9 +115,9 @@ func c2vmDir(opts Options) (string, error) {
 		return "", err
 	}
 	arch := opts.arch()
-	dir := filepath.Join(cache, "kernel-c2vm", arch)
+	dir := C2VMKernelDir(cache, arch)
 	if _, err := os.Stat(dir); err != nil {
-		return "", fmt.Errorf("kernel %s: no c2vm kernel for %s in %s: run `make kernel-c2vm` (x86_64 only for now) or pass another --kernel", C2VM, arch, dir)
+		return "", fmt.Errorf("kernel %s: no c2vm kernel for %s in %s: run `make kernel-c2vm` (x86_64 only for now), `c2vm kernel pull REF`, or pass another --kernel", C2VM, arch, dir)
 	}
 	return dir, nil
 }

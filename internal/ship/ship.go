@@ -67,16 +67,24 @@ func Push(ctx context.Context, c *registry.Client, dir, refStr string) (*PushRes
 		d.Platform = &plat
 		idx.Manifests = append(idx.Manifests, d)
 	}
+	if res.Digest, err = pushIndex(ctx, c, p, ref, idx, res); err != nil {
+		return nil, fmt.Errorf("push %s: %w", refStr, err)
+	}
+	return res, nil
+}
+
+// pushIndex uploads an index (after its manifests) and returns its digest.
+func pushIndex(ctx context.Context, c *registry.Client, p remotes.Pusher, ref reference.Named, idx ocispec.Index, res *PushResult) (digest.Digest, error) {
 	b, err := json.Marshal(idx)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	desc := ocispec.Descriptor{MediaType: idx.MediaType, ArtifactType: idx.ArtifactType, Digest: digest.FromBytes(b), Size: int64(len(b))}
 	if _, err := c.Push(ctx, p, desc, bytes.NewReader(b)); err != nil {
-		return nil, fmt.Errorf("push %s: index: %w", refStr, registry.Describe(ref, err))
+		return "", fmt.Errorf("index: %w", registry.Describe(ref, err))
 	}
-	res.Digest, res.Blobs = desc.Digest, res.Blobs+1
-	return res, nil
+	res.Blobs++
+	return desc.Digest, nil
 }
 
 // pushBundle uploads one bundle's blobs and manifest and returns the manifest's descriptor.
@@ -96,6 +104,12 @@ func pushBundle(ctx context.Context, c *registry.Client, p remotes.Pusher, ref r
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	return pushArtifact(ctx, c, p, ref, man, raw, dir, res)
+}
+
+// pushArtifact uploads an artifact manifest's config (raw), its layers (the files under dir named
+// by their titles) and the manifest, and returns the manifest's descriptor.
+func pushArtifact(ctx context.Context, c *registry.Client, p remotes.Pusher, ref reference.Named, man ocispec.Manifest, raw []byte, dir string, res *PushResult) (ocispec.Descriptor, error) {
 	manJSON, err := json.Marshal(man)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -115,7 +129,7 @@ func pushBundle(ctx context.Context, c *registry.Client, p remotes.Pusher, ref r
 		return ocispec.Descriptor{}, err
 	}
 	for _, l := range man.Layers {
-		f, err := os.Open(filepath.Join(dir, l.Annotations[ocispec.AnnotationTitle]))
+		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(l.Annotations[ocispec.AnnotationTitle])))
 		if err != nil {
 			return ocispec.Descriptor{}, err
 		}
@@ -287,5 +301,5 @@ func pickPlatform(ctx context.Context, c *registry.Client, name string, desc oci
 			avail = append(avail, platforms.Format(*m.Platform))
 		}
 	}
-	return desc, fmt.Errorf("no bundle for %s in the index (it has %v)", platforms.Format(want), avail)
+	return desc, fmt.Errorf("nothing for %s in the index (it has %v): choose one with --platform", platforms.Format(want), avail)
 }

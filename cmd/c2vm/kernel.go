@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/internal/ship"
+)
+
+func kernelCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "kernel",
+		Usage: "share the c2vm kernel through a registry, so that converters need not build it",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "push",
+				Usage:     "store the c2vm kernels of this machine (make kernel-c2vm) in a registry as one OCI artifact index",
+				ArgsUsage: "[docker://]HOST/REPO[:TAG]",
+				Flags: append(registryFlags(),
+					&cli.StringSliceFlag{Name: "arch", Usage: "push only the kernel of this architecture (repeatable)", DefaultText: "every one built"},
+					&cli.StringFlag{Name: "dir", Usage: "push the c2vm kernel in DIR (boot/vmlinuz-V, boot/config-V, lib/modules/V/modules.builtin) for --arch", DefaultText: "the cache's"},
+					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"}),
+				Action: runKernelPush,
+			},
+			{
+				Name:      "pull",
+				Usage:     "download a c2vm kernel, verified, and make it the one --kernel c2vm boots",
+				ArgsUsage: "[docker://]HOST/REPO[:TAG|@DIGEST]",
+				Flags:     append(registryFlags(), &cli.StringFlag{Name: "platform", Usage: "platform of the kernel to pick", DefaultText: "the host's"}),
+				Action:    runKernelPull,
+			},
+		},
+	}
+}
+
+func runKernelPush(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError("kernel push: want one registry reference (flags go before it), got %d arguments", c.NArg())
+	}
+	cache, err := kernel.DefaultCacheDir()
+	if err != nil {
+		return err
+	}
+	kernels, err := localKernels(cache, c.StringSlice("arch"))
+	if dir := c.String("dir"); dir != "" {
+		kernels, err = dirKernel(dir, c.StringSlice("arch"))
+	}
+	if err != nil {
+		return err
+	}
+	rc, err := registryClient(c)
+	if err != nil {
+		return err
+	}
+	res, err := ship.PushKernel(c.Context, rc, kernels, c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(c.App.Writer).Encode(map[string]any{"digest": res.Digest, "uploaded": res.Uploaded, "blobs": res.Blobs})
+	}
+	fmt.Fprintf(c.App.Writer, "%s@%s (%d of %d blobs uploaded)\n", c.Args().Get(0), res.Digest, res.Uploaded, res.Blobs)
+	return nil
+}
+
+// localKernels are the c2vm kernels in the cache, by architecture (only those of archs, if any).
+func localKernels(cache string, archs []string) ([]ship.KernelDir, error) {
+	var out []ship.KernelDir
+	for _, a := range kernelArches(archs) {
+		dir := kernel.C2VMKernelDir(cache, a)
+		if _, err := os.Stat(dir); err != nil {
+			if len(archs) == 0 {
+				continue
+			}
+			return nil, fmt.Errorf("kernel push: no c2vm kernel for %s in %s: run `make kernel-c2vm` or `c2vm kernel pull`", a, dir)
+		}
+		out = append(out, ship.KernelDir{Dir: dir, Arch: a})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("kernel push: no c2vm kernel in %s: run `make kernel-c2vm` first", filepath.Dir(kernel.C2VMKernelDir(cache, "amd64")))
+	}
+	return out, nil
+}
+
+// dirKernel is the kernel in dir, for the one architecture of archs (the host's when empty).
+func dirKernel(dir string, archs []string) ([]ship.KernelDir, error) {
+	switch len(archs) {
+	case 0:
+		return []ship.KernelDir{{Dir: dir, Arch: runtime.GOARCH}}, nil
+	case 1:
+		return []ship.KernelDir{{Dir: dir, Arch: archs[0]}}, nil
+	}
+	return nil, usageError("kernel push: --dir takes one --arch, got %d", len(archs))
+}
+
+// kernelArches is archs, or every VM architecture c2vm boots when archs is empty.
+func kernelArches(archs []string) []string {
+	if len(archs) > 0 {
+		return archs
+	}
+	return []string{"amd64", "arm64"}
+}
+
+func runKernelPull(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError("kernel pull: want one registry reference (flags go before it), got %d arguments", c.NArg())
+	}
+	rc, err := registryClient(c)
+	if err != nil {
+		return err
+	}
+	t, dir, err := ship.PullKernel(c.Context, rc, c.Args().Get(0), rc.CacheDir(), c.String("platform"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "c2vm kernel %s for %s: %s\n", t.Version, t.Architecture, dir)
+	return nil
+}

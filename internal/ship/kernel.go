@@ -1,0 +1,164 @@
+package ship
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/internal/registry"
+)
+
+// KernelDir is one c2vm kernel to push: its directory and architecture.
+type KernelDir struct {
+	Dir, Arch string
+}
+
+// PushKernel uploads c2vm kernels as ref: an OCI index of kernel artifacts (kernel.ArtifactType),
+// one manifest per architecture. The same kernels give the same digests.
+func PushKernel(ctx context.Context, c *registry.Client, kernels []KernelDir, refStr string) (*PushResult, error) {
+	ref, err := registry.ParseReference(refStr)
+	if err != nil {
+		return nil, err
+	}
+	if len(kernels) == 0 {
+		return nil, errors.New("push kernel: no c2vm kernel to push: run `make kernel-c2vm` first")
+	}
+	p, err := c.Pusher(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("push kernel %s: %w", refStr, err)
+	}
+	res := &PushResult{}
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, ArtifactType: kernel.ArtifactType}
+	for _, k := range kernels {
+		t, err := kernel.DescribeTree(k.Dir, k.Arch)
+		if err != nil {
+			return nil, fmt.Errorf("push kernel %s: %w", refStr, err)
+		}
+		raw, err := json.Marshal(t)
+		if err != nil {
+			return nil, err
+		}
+		d, err := pushArtifact(ctx, c, p, ref, kernelManifest(t, raw), raw, k.Dir, res)
+		if err != nil {
+			return nil, fmt.Errorf("push kernel %s: %s: %w", refStr, k.Arch, err)
+		}
+		d.Platform = &ocispec.Platform{OS: t.OS, Architecture: t.Architecture}
+		idx.Manifests = append(idx.Manifests, d)
+	}
+	if res.Digest, err = pushIndex(ctx, c, p, ref, idx, res); err != nil {
+		return nil, fmt.Errorf("push kernel %s: %w", refStr, err)
+	}
+	return res, nil
+}
+
+// kernelManifest is the artifact manifest of a kernel tree whose config bytes are raw.
+func kernelManifest(t *kernel.Tree, raw []byte) ocispec.Manifest {
+	man := ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: kernel.ArtifactType,
+		Config:       ocispec.Descriptor{MediaType: kernel.ArtifactConfigType, Digest: digest.FromBytes(raw), Size: int64(len(raw))},
+		Annotations:  map[string]string{ocispec.AnnotationVersion: t.Version},
+	}
+	for _, f := range t.Files {
+		man.Layers = append(man.Layers, ocispec.Descriptor{
+			MediaType: f.MediaType, Digest: digest.NewDigestFromEncoded(digest.SHA256, f.SHA256), Size: f.Size,
+			Annotations: map[string]string{ocispec.AnnotationTitle: f.Name},
+		})
+	}
+	return man
+}
+
+// PullKernel downloads the c2vm kernel ref names for platform ("" = the host's) into
+// cacheDir/kernel-c2vm/pulled-<manifest digest>/, verified, and makes it the c2vm kernel of its
+// architecture (what --kernel c2vm boots). It returns the kernel's description and directory.
+func PullKernel(ctx context.Context, c *registry.Client, refStr, cacheDir, platform string) (*kernel.Tree, string, error) {
+	name, desc, err := resolve(ctx, c, refStr, platform)
+	if err != nil {
+		return nil, "", err
+	}
+	fail := func(err error) (*kernel.Tree, string, error) {
+		return nil, "", fmt.Errorf("pull kernel %s: %w", refStr, err)
+	}
+	man, t, err := readKernelManifest(ctx, c, name, desc)
+	if err != nil {
+		return fail(err)
+	}
+	dir := kernel.PulledDir(cacheDir, desc.Digest.Encoded())
+	if have, err := kernel.DescribeTree(dir, t.Architecture); err != nil || !slices.Equal(have.Files, t.Files) {
+		if err := fetchTree(ctx, c, name, man, t, dir); err != nil {
+			return fail(err)
+		}
+	}
+	if err := kernel.Activate(cacheDir, t.Architecture, dir); err != nil {
+		return fail(err)
+	}
+	return t, dir, nil
+}
+
+// readKernelManifest reads and checks a kernel artifact's manifest and config.
+func readKernelManifest(ctx context.Context, c *registry.Client, name string, desc ocispec.Descriptor) (ocispec.Manifest, *kernel.Tree, error) {
+	var man ocispec.Manifest
+	b, err := c.ReadBlob(ctx, name, desc, 4<<20)
+	if err != nil {
+		return man, nil, err
+	}
+	if err := json.Unmarshal(b, &man); err != nil {
+		return man, nil, fmt.Errorf("manifest: %w", err)
+	}
+	if man.ArtifactType != kernel.ArtifactType || man.Config.MediaType != kernel.ArtifactConfigType {
+		return man, nil, fmt.Errorf("not a c2vm kernel artifact (artifactType %q, config %q): push kernels with c2vm kernel push", man.ArtifactType, man.Config.MediaType)
+	}
+	raw, err := c.ReadBlob(ctx, name, man.Config, 1<<20)
+	if err != nil {
+		return man, nil, fmt.Errorf("config: %w", err)
+	}
+	var t kernel.Tree
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return man, nil, fmt.Errorf("config: %w", err)
+	}
+	if err := t.Check(""); err != nil {
+		return man, nil, err
+	}
+	if !slices.EqualFunc(man.Layers, t.Files, func(l ocispec.Descriptor, f kernel.TreeFile) bool {
+		return l.Annotations[ocispec.AnnotationTitle] == f.Name && l.Digest.Encoded() == f.SHA256 && l.Size == f.Size && l.Digest.Algorithm() == digest.SHA256
+	}) {
+		return man, nil, errors.New("the artifact's layers are not the files its config lists")
+	}
+	return man, &t, nil
+}
+
+// fetchTree downloads a kernel tree's files into a stage beside dir and renames it onto dir.
+func fetchTree(ctx context.Context, c *registry.Client, name string, man ocispec.Manifest, t *kernel.Tree, dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(dir), ".pull-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	for _, l := range man.Layers {
+		path := filepath.Join(stage, filepath.FromSlash(l.Annotations[ocispec.AnnotationTitle]))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := fetchFile(ctx, c, name, l, path); err != nil {
+			return fmt.Errorf("%s: %w", l.Annotations[ocispec.AnnotationTitle], err)
+		}
+	}
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return err
+	}
+	os.RemoveAll(dir) // an incomplete earlier pull
+	return os.Rename(stage, dir)
+}
