@@ -30,7 +30,7 @@ RUN other=$(case $(dpkg --print-architecture) in amd64) echo arm64;; *) echo amd
     cross=$(case $other in amd64) echo gcc-x86-64-linux-gnu;; *) echo gcc-aarch64-linux-gnu;; esac) && \
     dpkg --add-architecture $other && apt-get update -qq && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      gcc libc6-dev pkg-config libseccomp-dev make busybox-static $cross libc6-dev-$other-cross libseccomp-dev:$other && \
+      gcc libc6-dev pkg-config libseccomp-dev zstd make busybox-static $cross libc6-dev-$other-cross libseccomp-dev:$other && \
     rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./

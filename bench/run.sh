@@ -3,7 +3,8 @@
 # machines are noisy). Writes bench/results.md and prints it. Run by `make bench`, which builds
 # c2vm and both kernels first. Needs: umoci, squashfs-tools, mmdebstrap, qemu-system-x86, GNU time.
 #   1. convert of a multi-layer Debian image (mmdebstrap, split in 3 layers, made offline with
-#      umoci) vs `umoci raw unpack --rootless` + `mksquashfs` at the same zstd level
+#      umoci) vs `umoci raw unpack --rootless` + `mksquashfs`, at mksquashfs's defaults (gzip) and
+#      at c2vm's zstd level 3; c2vm's --compression at both ends (lz4, zstd:19)
 #   2. boot to workload of `c2vm run` per kernel vs ../shared/tools/boot-floor.sh (busybox init +
 #      runc, q35) with the Debian kernel
 #   3. the smallest --memory that runs the workload, per kernel
@@ -40,7 +41,17 @@ umoci config --image "$img:bench" --config.cmd /bin/true
 imgsize=$(du -sb "$img" | awk '{printf "%.0f", $1/1e6}')
 read -r cw cc cr < <(timed "$c2vm" convert --quiet --kernel "$deb" -o "$w/conv.bundle" "oci:$img:bench")
 csize=$(size_mb "$w/conv.bundle/rootfs.squashfs")
-read -r uw uc ur < <(timed bash -c "umoci raw unpack --rootless --image '$img:bench' '$w/unpacked' && mksquashfs '$w/unpacked' '$w/umoci.sqfs' -comp zstd -Xcompression-level 3 -noappend -quiet -processors \$(nproc)")
+# both ends of --compression
+for c in lz4 zstd:19; do
+  read -r ew _ _ < <(timed "$c2vm" convert --quiet --kernel "$deb" --compression "$c" -o "$w/conv-${c%%:*}.bundle" "oci:$img:bench")
+  echo "$ew $(size_mb "$w/conv-${c%%:*}.bundle/rootfs.squashfs")" > "$w/end-${c%%:*}"
+done
+# baseline: umoci's unpack, then mksquashfs at its defaults (gzip) and at c2vm's zstd level 3
+baseline() { rm -rf "$w/unpacked" "$w/umoci.sqfs"
+  timed bash -c "umoci raw unpack --rootless --image '$img:bench' '$w/unpacked' && mksquashfs '$w/unpacked' '$w/umoci.sqfs' $1 -noappend -quiet -processors \$(nproc)"; }
+read -r gw gc gr < <(baseline "")
+gsize=$(size_mb "$w/umoci.sqfs")
+read -r uw uc ur < <(baseline "-comp zstd -Xcompression-level 3")
 usize=$(size_mb "$w/umoci.sqfs")
 
 # 2. boot to workload: the hello bundle per kernel, and the floor script
@@ -75,10 +86,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
   echo
   echo "| what | c2vm | baseline | ratio |"
   echo "| --- | --- | --- | --- |"
-  echo "| convert, ${imgsize} MB 3-layer Debian image → squashfs zstd 3, wall (baseline: umoci raw unpack + mksquashfs) | ${cw} s | ${uw} s | $(ratio "$uw" "$cw")× faster |"
-  echo "| … CPU (user+sys) | ${cc} s | ${uc} s | $(ratio "$cc" "$uc") |"
-  echo "| … peak RSS | ${cr} MiB | ${ur} MiB | $(ratio "$cr" "$ur") |"
-  echo "| … rootfs size | ${csize} MB | ${usize} MB | $(ratio "$csize" "$usize") |"
+  echo "| convert, ${imgsize} MB 3-layer Debian image → squashfs (c2vm's default zstd 3), wall (baseline: umoci raw unpack + mksquashfs, its default gzip) | ${cw} s | ${gw} s | $(ratio "$gw" "$cw")× faster |"
+  echo "| … rootfs size | ${csize} MB | ${gsize} MB | $(ratio "$csize" "$gsize") |"
+  echo "| … CPU (user+sys) / peak RSS | ${cc} s / ${cr} MiB | ${gc} s / ${gr} MiB | $(ratio "$cc" "$gc") / $(ratio "$cr" "$gr") |"
+  echo "| the same, baseline's mksquashfs at zstd 3 too: wall | ${cw} s | ${uw} s | $(ratio "$uw" "$cw")× faster |"
+  echo "| … rootfs size / CPU / peak RSS | ${csize} MB / ${cc} s / ${cr} MiB | ${usize} MB / ${uc} s / ${ur} MiB | $(ratio "$csize" "$usize") / $(ratio "$cc" "$uc") / $(ratio "$cr" "$ur") |"
+  for c in lz4 zstd; do
+    read -r ew es < "$w/end-$c"
+    echo "| \`--compression $( [ $c = zstd ] && echo zstd:19 || echo lz4)\`: wall, rootfs size (baseline: umoci + mksquashfs gzip) | ${ew} s, ${es} MB | ${gw} s, ${gsize} MB | $(ratio "$gw" "$ew")× faster, $(ratio "$es" "$gsize") the size |"
+  done
   for k in debian c2vm; do
     b=$(cat "$w/boot-$k")
     echo "| boot to workload, \`c2vm run\` of a busybox echo bundle, $k kernel (median of $runs; baseline: boot-floor.sh q35, Debian kernel) | ${b} s | ${fl} s | $(ratio "$b" "$fl") |"

@@ -115,6 +115,49 @@ func TestConvertVMArchRule(t *testing.T) {
 	})
 }
 
+// TestConvertC2VMKernelArch: --kernel c2vm follows the same rule: the image's architecture's c2vm
+// kernel when there is one, else the host's with a warning naming how to get one.
+func TestConvertC2VMKernelArch(t *testing.T) {
+	c2vmKernel := func(t *testing.T, cache, arch string, img []byte) {
+		dir := filepath.Join(cache, "kernel-c2vm", "build-"+arch)
+		var builtin []string // every module built in, as in the real one
+		for _, m := range fakeModules {
+			builtin = append(builtin, m.Path)
+		}
+		files := fakekernel.Files("6.1.192-c2vm", nil, builtin)
+		files["boot/vmlinuz-6.1.192-c2vm"] = img
+		fakekernel.WriteTree(t, dir, files)
+		if err := os.Symlink("build-"+arch, filepath.Join(cache, "kernel-c2vm", arch)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, arm64 := range []bool{true, false} {
+		t.Run(map[bool]string{true: "arm64 c2vm kernel", false: "host's only"}[arm64], func(t *testing.T) {
+			f := newArchFixture(t, "arm64", true)
+			c2vmKernel(t, f.cache, "amd64", fakekernel.Image("6.1.192-c2vm"))
+			if arm64 {
+				c2vmKernel(t, f.cache, "arm64", fakekernel.ImageArm64())
+			}
+			var warnings []string
+			opts := f.options(t, "linux/arm64")
+			opts.Kernel, opts.EmulatorDir = "c2vm", t.TempDir()
+			opts.Warn = func(s string) { warnings = append(warnings, s) }
+			os.WriteFile(filepath.Join(opts.EmulatorDir, "qemu-aarch64-static"), elfFor(elf.EM_X86_64), 0o755)
+			m, err := Convert(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[bool]string{true: "arm64", false: "amd64"}[arm64]
+			if m.VMArch != want || m.Kernel.Version != "6.1.192-c2vm" {
+				t.Errorf("vm %s, kernel %s; want %s, the c2vm kernel", m.VMArch, m.Kernel.Version, want)
+			}
+			if warned := len(warnings) > 0 && strings.Contains(warnings[0], "make kernel-c2vm"); warned == arm64 {
+				t.Errorf("warnings %q (want one naming make kernel-c2vm: %v)", warnings, !arm64)
+			}
+		})
+	}
+}
+
 // TestConvertAmd64InArm64: an amd64 image with an arm64 kernel runs under a qemu-x86_64 built for
 // arm64, looked up where `make foreign` unpacks it; one built for the host is refused.
 func TestConvertAmd64InArm64(t *testing.T) {

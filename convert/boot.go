@@ -157,9 +157,9 @@ func (c *conversion) writeBoot(ctx context.Context, k *kernel.Kernel, m *bundle.
 	}
 	defer f.Close()
 	opts := initgen.Options{
-		Kernel: k, Modules: m.Boot.Modules, Init: c.assets.Init, Runc: c.assets.Runc,
-		BootConfig: bootJSON, Spec: append(specJSON, '\n'),
+		Kernel: k, Modules: m.Boot.Modules, BootConfig: bootJSON, Spec: append(specJSON, '\n'),
 	}
+	c.assets.Use(&opts)
 	if c.emulator != nil {
 		opts.Emulators = []initgen.Emulator{*c.emulator}
 	}

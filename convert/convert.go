@@ -295,29 +295,37 @@ func validFormat(f string) bool {
 
 // loadKernel returns the kernel the user gave, else the default kernel for the image's
 // architecture when there is one (and this c2vm has a guest init for it), else the host's: the
-// VM's architecture is its kernel's. 32-bit images (arm, 386) get the host's kernel: an arm64
+// VM's architecture is its kernel's. --kernel c2vm names a family and follows the same rule. 32-bit images (arm, 386) get the host's kernel: an arm64
 // host runs arm natively only where its CPUs have AArch32, which KVM cannot promise.
 func (c *conversion) loadKernel(ctx context.Context, p ocispec.Platform) (*kernel.Kernel, error) {
 	kopts := kernel.Options{CacheDir: c.opts.CacheDir, ModulesDir: c.opts.ModulesDir}
-	if c.opts.Kernel != "" {
+	load, hint := kernel.Default, "`make kernel` fetches one"
+	switch c.opts.Kernel {
+	case "":
+	case kernel.C2VM: // the c2vm kernel of the image's arch, as for the default
+		load = func(ctx context.Context, o kernel.Options) (*kernel.Kernel, error) {
+			return kernel.Load(ctx, kernel.C2VM, o)
+		}
+		hint = "`make kernel-c2vm` builds one, `c2vm kernel pull` fetches one"
+	default:
 		return kernel.Load(ctx, c.opts.Kernel, kopts)
 	}
 	want := p.Architecture
 	if want == runtime.GOARCH || want == "arm" || want == "386" {
-		return kernel.Default(ctx, kopts)
+		return load(ctx, kopts)
 	}
 	if _, err := assets.Find(want); err == nil {
 		kopts.Arch = want
-		k, err := kernel.Default(ctx, kopts)
+		k, err := load(ctx, kopts)
 		if !errors.Is(err, kernel.ErrNoKernel) {
 			return k, err
 		}
 		if c.opts.Warn != nil {
-			c.opts.Warn(fmt.Sprintf("no %s kernel (`make kernel` fetches one): the VM is %s", want, runtime.GOARCH))
+			c.opts.Warn(fmt.Sprintf("no %s kernel (%s): the VM is %s", want, hint, runtime.GOARCH))
 		}
 		kopts.Arch = ""
 	}
-	return kernel.Default(ctx, kopts)
+	return load(ctx, kopts)
 }
 
 func flattenLayers(img *image.Image) []flatten.Layer {

@@ -43,6 +43,11 @@ type Options struct {
 	Init Blob
 	// Runc is the static runc binary, written as /sbin/runc (0755).
 	Runc Blob
+	// Guest, instead of Init and Runc, is the guest archive made at build time (WriteGuest,
+	// compressed with zstd as hard as the kernel's decompressor allows: see assets): written
+	// first, as is, with the rest of the initrd as a second archive after it. With a Compression
+	// other than zstd it is decompressed and recompressed.
+	Guest Blob
 	// BootConfig is written to bootcfg.Path, Spec to bootcfg.SpecPath (both 0644, when set).
 	BootConfig []byte
 	Spec       []byte
@@ -63,26 +68,33 @@ func Write(ctx context.Context, w io.Writer, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if opts.Guest.set() {
+		if err := writeGuestArchive(w, opts.Guest, opts.Compression); err != nil {
+			return err
+		}
+	}
 	return WriteFiles(ctx, w, files, opts.Compression)
 }
 
-// Files returns the files Write puts in the initrd, before sorting and parent directories.
+// Files returns the files Write puts in the initrd (after the guest archive when opts.Guest is
+// set), before sorting and parent directories.
 func Files(opts Options) ([]File, error) {
 	if opts.Kernel == nil {
 		return nil, fmt.Errorf("initrd: no kernel")
 	}
-	if err := checkBlob("init", opts.Init); err != nil {
-		return nil, err
-	}
-	if err := checkBlob("runc", opts.Runc); err != nil {
-		return nil, err
-	}
-	files := []File{
-		{Path: InitPath, Mode: 0o755, Data: opts.Init.Data, Source: opts.Init.Source},
-		{Path: RuncPath, Mode: 0o755, Data: opts.Runc.Data, Source: opts.Runc.Source},
-		// The Go runtime of /init opens /dev/null for fds 0-2 when the kernel found no console to
-		// give it (console=hvc0 before virtio_console is loaded) and dies without it.
-		{Path: DevNullPath, Mode: ModeCharDev | 0o666, Major: 1, Minor: 3},
+	var files []File
+	if opts.Guest.set() {
+		if opts.Init.set() || opts.Runc.set() {
+			return nil, fmt.Errorf("initrd: a guest archive and an init or runc binary: give one or the other")
+		}
+		if err := checkBlob("guest archive", opts.Guest); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if files, err = guestFiles(opts.Init, opts.Runc); err != nil {
+			return nil, err
+		}
 	}
 	if opts.BootConfig != nil {
 		files = append(files, File{Path: bootcfg.Path, Mode: 0o644, Data: opts.BootConfig})
@@ -100,6 +112,25 @@ func Files(opts Options) ([]File, error) {
 	}
 	return append(files, opts.Extra...), nil
 }
+
+// guestFiles are what every initrd starts with: the init, runc and /dev/null.
+func guestFiles(init, runc Blob) ([]File, error) {
+	if err := checkBlob("init", init); err != nil {
+		return nil, err
+	}
+	if err := checkBlob("runc", runc); err != nil {
+		return nil, err
+	}
+	return []File{
+		{Path: InitPath, Mode: 0o755, Data: init.Data, Source: init.Source},
+		{Path: RuncPath, Mode: 0o755, Data: runc.Data, Source: runc.Source},
+		// The Go runtime of /init opens /dev/null for fds 0-2 when the kernel found no console to
+		// give it (console=hvc0 before virtio_console is loaded) and dies without it.
+		{Path: DevNullPath, Mode: ModeCharDev | 0o666, Major: 1, Minor: 3},
+	}, nil
+}
+
+func (b Blob) set() bool { return b.Data != nil || b.Source != "" }
 
 func checkBlob(what string, b Blob) error {
 	switch {

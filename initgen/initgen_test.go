@@ -58,6 +58,8 @@ func readInitrd(t *testing.T, b []byte, compression string) []entry {
 	t.Helper()
 	var r io.Reader
 	switch compression {
+	case None:
+		r = bytes.NewReader(b)
 	case Gzip:
 		gr, err := stdgzip.NewReader(bytes.NewReader(b))
 		if err != nil {
@@ -79,23 +81,58 @@ func readInitrd(t *testing.T, b []byte, compression string) []entry {
 	if err != nil {
 		t.Fatalf("decompress %s: %v", compression, err)
 	}
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
-	if err != nil {
-		t.Fatalf("read cpio: %v", err)
-	}
 	var out []entry
-	for _, rec := range recs {
-		var data []byte
-		if rec.ReaderAt != nil {
-			data, _ = io.ReadAll(io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)))
+	for _, archive := range splitArchives(t, raw) {
+		recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(archive)))
+		if err != nil {
+			t.Fatalf("read cpio: %v", err)
 		}
-		if rec.Mode&cpio.S_IFMT == cpio.S_IFCHR {
-			data = []byte(fmt.Sprintf("%d:%d", rec.Rmajor, rec.Rminor))
+		for _, rec := range recs {
+			var data []byte
+			if rec.ReaderAt != nil {
+				data, _ = io.ReadAll(io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)))
+			}
+			if rec.Mode&cpio.S_IFMT == cpio.S_IFCHR {
+				data = []byte(fmt.Sprintf("%d:%d", rec.Rmajor, rec.Rminor))
+			}
+			out = append(out, entry{rec.Name, rec.Mode, int(rec.UID), int(rec.GID), int64(rec.MTime), string(data)})
 		}
-		out = append(out, entry{rec.Name, rec.Mode, int(rec.UID), int(rec.GID), int64(rec.MTime), string(data)})
 	}
-	if !bytes.Contains(raw, []byte("TRAILER!!!")) || len(raw)%4 != 0 {
-		t.Errorf("archive of %d bytes without a trailer or not 4-byte aligned", len(raw))
+	return out
+}
+
+// splitArchives cuts concatenated newc archives apart (as the kernel reads them: each ends with
+// TRAILER!!!, zero padding may follow), failing on a malformed or unaligned one.
+func splitArchives(t *testing.T, raw []byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	start, off := 0, 0
+	field := func(i int) int {
+		var v int
+		if _, err := fmt.Sscanf(string(raw[off+6+8*i:off+14+8*i]), "%08x", &v); err != nil {
+			t.Fatalf("cpio header at %d: %v", off, err)
+		}
+		return v
+	}
+	align := func(n int) int { return (n + 3) &^ 3 }
+	for off < len(raw) {
+		if raw[off] == 0 && start == off {
+			off, start = off+1, off+1
+			continue
+		}
+		if off+110 > len(raw) || string(raw[off:off+6]) != "070701" {
+			t.Fatalf("no newc header at %d of %d", off, len(raw))
+		}
+		size, nameSize := field(6), field(11)
+		name := string(raw[off+110 : off+110+nameSize-1])
+		off = align(align(off+110+nameSize) + size)
+		if name == "TRAILER!!!" {
+			out = append(out, raw[start:off])
+			start = off
+		}
+	}
+	if start != len(raw) || len(out) == 0 || len(raw)%4 != 0 {
+		t.Fatalf("archive of %d bytes: %d archives, the last unterminated at %d or not 4-byte aligned", len(raw), len(out), start)
 	}
 	return out
 }

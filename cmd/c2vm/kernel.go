@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,11 +61,7 @@ func runKernelPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
-		return json.NewEncoder(c.App.Writer).Encode(map[string]any{"digest": res.Digest, "uploaded": res.Uploaded, "blobs": res.Blobs})
-	}
-	fmt.Fprintf(c.App.Writer, "%s@%s (%d of %d blobs uploaded)\n", c.Args().Get(0), res.Digest, res.Uploaded, res.Blobs)
-	return nil
+	return printPushed(c, c.Args().Get(0), res)
 }
 
 // localKernels are the c2vm kernels in the cache, by architecture (only those of archs, if any).

@@ -45,10 +45,15 @@ func runPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	return printPushed(c, c.Args().Get(1), res)
+}
+
+// printPushed says what a push did: REF@DIGEST and the blobs uploaded, or that as JSON (--json).
+func printPushed(c *cli.Context, ref string, res *ship.PushResult) error {
 	if c.Bool("json") {
 		return json.NewEncoder(c.App.Writer).Encode(map[string]any{"digest": res.Digest, "uploaded": res.Uploaded, "blobs": res.Blobs})
 	}
-	fmt.Fprintf(c.App.Writer, "%s@%s (%d of %d blobs uploaded)\n", c.Args().Get(1), res.Digest, res.Uploaded, res.Blobs)
+	fmt.Fprintf(c.App.Writer, "%s@%s (%d of %d blobs uploaded)\n", ref, res.Digest, res.Uploaded, res.Blobs)
 	return nil
 }
 

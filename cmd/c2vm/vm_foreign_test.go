@@ -61,9 +61,15 @@ func suidProbe(t *testing.T, arch string) imagetest.TarEntry {
 }
 
 // kernelFor returns the cached kernel package for guest arch arch (`make kernel` fetches one per
-// guest arch).
+// guest arch), or "c2vm" when arch is "c2vm-ARCH" and the c2vm kernel for ARCH is built.
 func kernelFor(t *testing.T, arch string) string {
 	t.Helper()
+	if a, ok := strings.CutPrefix(arch, "c2vm-"); ok {
+		if _, err := kernel.Load(t.Context(), kernel.C2VM, kernel.Options{Arch: a}); err != nil {
+			require(t, "c2vm kernel", []string{err.Error()})
+		}
+		return kernel.C2VM
+	}
 	k, err := kernel.Default(t.Context(), kernel.Options{Arch: arch})
 	if err != nil {
 		require(t, arch+" VM", []string{err.Error()})
@@ -79,6 +85,7 @@ func TestVMForeignArch(t *testing.T) {
 	requireVM(t)
 	for _, tc := range []struct{ name, deb, arch, variant, uname, vm, kernel string }{
 		{name: "arm64 native", deb: "arm64", arch: "arm64", uname: "aarch64", vm: "arm64"},
+		{name: "arm64 native, c2vm kernel", deb: "arm64", arch: "arm64", uname: "aarch64", vm: "arm64", kernel: "c2vm-arm64"},
 		{name: "arm64 in amd64", deb: "arm64", arch: "arm64", uname: "aarch64", vm: "amd64", kernel: "amd64"},
 		{name: "amd64 in arm64", arch: "amd64", uname: "x86_64", vm: "arm64", kernel: "arm64"},
 		{name: "s390x", deb: "s390x", arch: "s390x", uname: "s390x", vm: "amd64"},
@@ -109,6 +116,9 @@ func TestVMForeignArch(t *testing.T) {
 			code, out, _ := c2vm(t, "", "inspect", b)
 			if code != 0 || !regexp.MustCompile(`vm arch +`+tc.vm).MatchString(out) || regexp.MustCompile(`emulator +qemu-`).MatchString(out) != emulated {
 				t.Errorf("inspect (want vm arch %s, emulated %v): %d\n%s", tc.vm, emulated, code, out)
+			}
+			if c2vmKernel := strings.HasPrefix(tc.kernel, "c2vm-"); strings.Contains(out, "-c2vm") != c2vmKernel {
+				t.Errorf("inspect (want the c2vm kernel: %v):\n%s", c2vmKernel, out)
 			}
 			stdout, _ := runVM(t, 0, b)
 			if want := tc.uname + "\n42 as root\n"; stdout != want {

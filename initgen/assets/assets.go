@@ -10,23 +10,28 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/c2vm/c2vm/initgen"
 )
 
-// File names of the assets, in a lib dir and in files/ for embedding.
+// File names of the assets: the guest init and runc in a lib dir; the guest archive made of
+// them (initgen.WriteGuest, compressed with zstd -19 by the build) in a lib dir and in files/ for
+// embedding.
 const (
-	InitName = "c2vm-init"
-	RuncName = "runc"
+	InitName  = "c2vm-init"
+	RuncName  = "runc"
+	GuestName = "guest.cpio.zst"
 )
 
 // EnvLibDir names the environment variable with a directory holding c2vm-init and runc.
 const EnvLibDir = "C2VM_LIBDIR"
 
-// Assets are the guest init and runc: embedded bytes (Data) or host files (Source), ready for
-// initgen.Options.
+// Assets are the guest init and runc: the guest archive holding both (embedded, or beside them in
+// a lib dir), else the two host files. Use sets them in initgen.Options.
 type Assets struct {
 	Init, Runc initgen.Blob
+	Guest      initgen.Blob
 	// Where says where they came from: "embedded" or a directory.
 	Where string
 }
@@ -78,15 +83,35 @@ func searchDirs() ([]string, error) {
 	return []string{dir, filepath.Join(dir, "..", "lib", "c2vm")}, nil
 }
 
-func inDir(dir string) (Assets, bool) {
-	initPath, runcPath := filepath.Join(dir, InitName), filepath.Join(dir, RuncName)
-	if !isFile(initPath) || !isFile(runcPath) {
-		return Assets{}, false
+// Use puts the assets into o: the guest archive when there is one, else the init and runc.
+func (a Assets) Use(o *initgen.Options) {
+	if a.Guest.Data != nil || a.Guest.Source != "" {
+		o.Guest = a.Guest
+		return
 	}
-	return Assets{Init: initgen.Blob{Source: initPath}, Runc: initgen.Blob{Source: runcPath}, Where: dir}, true
+	o.Init, o.Runc = a.Init, a.Runc
 }
 
-func isFile(p string) bool {
+// inDir finds c2vm-init and runc in dir, and the guest archive beside them unless it is older
+// than either (a binary rebuilt by hand).
+func inDir(dir string) (Assets, bool) {
+	initPath, runcPath, guestPath := filepath.Join(dir, InitName), filepath.Join(dir, RuncName), filepath.Join(dir, GuestName)
+	ini, rc := modTime(initPath), modTime(runcPath)
+	if ini.IsZero() || rc.IsZero() {
+		return Assets{}, false
+	}
+	a := Assets{Init: initgen.Blob{Source: initPath}, Runc: initgen.Blob{Source: runcPath}, Where: dir}
+	if g := modTime(guestPath); !g.IsZero() && !g.Before(ini) && !g.Before(rc) {
+		a.Guest = initgen.Blob{Source: guestPath}
+	}
+	return a, true
+}
+
+// modTime is a regular file's modification time, zero when p is not one.
+func modTime(p string) time.Time {
 	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
+	if err != nil || !fi.Mode().IsRegular() {
+		return time.Time{}
+	}
+	return fi.ModTime()
 }

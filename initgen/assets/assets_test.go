@@ -6,6 +6,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/c2vm/c2vm/initgen"
 )
 
 func writeAssets(t *testing.T, dir string, names ...string) {
@@ -34,6 +37,37 @@ func TestFindLibDir(t *testing.T) {
 	if a.Where != dir || a.Init.Source != filepath.Join(dir, InitName) || a.Runc.Source != filepath.Join(dir, RuncName) ||
 		a.Init.Data != nil || a.Runc.Data != nil {
 		t.Errorf("Find = %+v", a)
+	}
+}
+
+// TestFindLibDirGuest: the guest archive beside the binaries is used unless either binary is newer.
+func TestFindLibDirGuest(t *testing.T) {
+	if Embedded {
+		t.Skip("built with -tags c2vm_embed: the embedded assets win")
+	}
+	dir := t.TempDir()
+	writeAssets(t, dir, InitName, RuncName, GuestName)
+	t.Setenv(EnvLibDir, dir)
+	old := time.Now().Add(-time.Hour)
+	for _, n := range []string{InitName, RuncName} {
+		if err := os.Chtimes(filepath.Join(dir, n), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := Find("")
+	if err != nil || a.Guest.Source != filepath.Join(dir, GuestName) {
+		t.Fatalf("Find = %+v, %v; want the guest archive", a, err)
+	}
+	var o initgen.Options
+	a.Use(&o)
+	if o.Guest.Source != a.Guest.Source || o.Init.Source != "" || o.Runc.Source != "" {
+		t.Errorf("Use set %+v; want the guest archive only", o)
+	}
+	if err := os.Chtimes(filepath.Join(dir, RuncName), time.Now().Add(time.Hour), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := Find(""); err != nil || a.Guest.Source != "" || a.Runc.Source == "" {
+		t.Errorf("with runc rebuilt after the archive: Find = %+v, %v; want the binaries", a, err)
 	}
 }
 

@@ -11,22 +11,21 @@ import (
 	"github.com/c2vm/c2vm/initgen"
 )
 
-// The build copies each guest architecture's binaries to files/<arch>/ before
-// `go build -tags c2vm_embed`; the host's are always there.
+// The build copies each guest architecture's guest archive to files/<arch>/ before
+// `go build -tags c2vm_embed`; the host's is always there.
 //
-//go:embed files/*/c2vm-init files/*/runc
+//go:embed files/*/guest.cpio.zst
 var files embed.FS
 
 // Embedded reports whether this binary carries the assets.
 const Embedded = true
 
 func embedded(arch string) (Assets, bool) {
-	initData, err1 := files.ReadFile(path.Join("files", arch, InitName))
-	runcData, err2 := files.ReadFile(path.Join("files", arch, RuncName))
-	if err1 != nil || err2 != nil {
+	guest, err := files.ReadFile(path.Join("files", arch, GuestName))
+	if err != nil {
 		return Assets{}, false
 	}
-	return Assets{Init: initgen.Blob{Data: initData}, Runc: initgen.Blob{Data: runcData}, Where: "embedded"}, true
+	return Assets{Guest: initgen.Blob{Data: guest}, Where: "embedded"}, true
 }
 
 // EmbeddedArches lists the guest architectures this binary carries assets for.

@@ -12,8 +12,8 @@ func TestFindEmbedded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Where != "embedded" || len(a.Init.Data) == 0 || len(a.Runc.Data) == 0 || a.Init.Source != "" {
-		t.Errorf("Find = %q, %d/%d bytes; want embedded assets", a.Where, len(a.Init.Data), len(a.Runc.Data))
+	if a.Where != "embedded" || len(a.Guest.Data) == 0 || a.Guest.Source != "" || a.Init.Data != nil {
+		t.Errorf("Find = %q, %d bytes; want the embedded guest archive only", a.Where, len(a.Guest.Data))
 	}
 	found := false
 	for _, arch := range EmbeddedArches() {

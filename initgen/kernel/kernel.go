@@ -117,7 +117,7 @@ func c2vmDir(opts Options) (string, error) {
 	arch := opts.arch()
 	dir := C2VMKernelDir(cache, arch)
 	if _, err := os.Stat(dir); err != nil {
-		return "", fmt.Errorf("kernel %s: no c2vm kernel for %s in %s: run `make kernel-c2vm` (x86_64 only for now), `c2vm kernel pull REF`, or pass another --kernel", C2VM, arch, dir)
+		return "", fmt.Errorf("kernel %s: %w for %s in %s: run `make kernel-c2vm`, `c2vm kernel pull REF`, or pass another --kernel", C2VM, ErrNoKernel, arch, dir)
 	}
 	return dir, nil
 }

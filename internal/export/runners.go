@@ -49,11 +49,15 @@ func writeQEMU(e *exporter) (string, error) {
 	} else {
 		b.WriteString("bios=\n")
 	}
+	r := e.rootfs()
+	if r != "" { // a comma in a -drive value is written twice
+		fmt.Fprintf(&b, "rootfs=$(printf '%%s\\n' \"$here/%s\" | sed 's/,/,,/g')\n", r)
+	}
 	fmt.Fprintf(&b, "%s -M %s -m %d -smp %d -nodefaults -no-user-config -display none -no-reboot \\\n", q.Binary, q.Machine, e.m.MemoryMiB, e.m.CPUs)
 	fmt.Fprintf(&b, "  -accel \"$accel\" $cpu $bios -kernel \"$here/%s\" -initrd \"$here/%s\" \\\n", bundle.KernelFile, bundle.InitrdFile)
 	fmt.Fprintf(&b, "  -append %s \\\n  -serial stdio -device virtio-rng-pci", shellQuote(e.bootArgs(bootcfg.SerialConsole(e.m.GuestArch()))))
-	if r := e.rootfs(); r != "" {
-		fmt.Fprintf(&b, " \\\n  -drive id=rootfs,file=\"$here/%s\",format=raw,if=none,readonly=on -device virtio-blk-pci,drive=rootfs", r)
+	if r != "" {
+		b.WriteString(" \\\n  -drive id=rootfs,file=\"$rootfs\",format=raw,if=none,readonly=on -device virtio-blk-pci,drive=rootfs")
 	}
 	b.WriteString(" < /dev/null | tee \"$log\"\n" + statusTail)
 	return "run.sh", e.write("run.sh", []byte(b.String()), 0o755)

@@ -159,6 +159,15 @@ func fetchTree(ctx context.Context, c *registry.Client, name string, man ocispec
 	if err := os.Chmod(stage, 0o755); err != nil {
 		return err
 	}
-	os.RemoveAll(dir) // an incomplete earlier pull
+	if os.Rename(stage, dir) == nil {
+		return nil
+	}
+	// dir exists: a concurrent pull's (keep it if intact) or an incomplete earlier one's.
+	if have, err := kernel.DescribeTree(dir, t.Architecture); err == nil && slices.Equal(have.Files, t.Files) {
+		return nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
 	return os.Rename(stage, dir)
 }
