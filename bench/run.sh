@@ -15,14 +15,15 @@ c2vm=$root/bin/c2vm; runc=$root/bin/amd64/runc
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/c2vm
 floor=${FLOOR:-$root/../shared/tools/boot-floor.sh}
 [ -f "$floor" ] || { echo "bench: the floor script $floor is missing: set FLOOR to boot-floor.sh" >&2; exit 1; }
-runs=${RUNS:-3}
+runs=${RUNS:-3} bootruns=${BOOT_RUNS:-7}
 w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
 deb=$(ls "$cache"/kernel/linux-image-[0-9]*_amd64.deb | sort -V | tail -1)
 
 # median of numbers on stdin
 median() { sort -g | awk '{a[NR]=$1} END {printf "%.2f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-# timed CMD...: wall, user+sys CPU, peak RSS (MiB) as "wall cpu rss"
-timed() { /usr/bin/time -f '%e %U %S %M' -o "$w/t" "$@" >/dev/null 2>"$w/err" || { cat "$w/err" >&2; return 1; }
+# timed CMD...: wall, user+sys CPU, peak RSS (MiB) as "wall cpu rss"; earlier runs' dirty pages are
+# written back first, so that no run pays for another's writes
+timed() { sync; /usr/bin/time -f '%e %U %S %M' -o "$w/t" "$@" >/dev/null 2>"$w/err" || { cat "$w/err" >&2; return 1; }
   awk '{printf "%.2f %.2f %.0f\n", $1, $2+$3, $4/1024}' "$w/t"; }
 size_mb() { du -b "$1" | awk '{printf "%.1f", $1/1e6}'; }
 
@@ -39,7 +40,11 @@ umoci init --layout "$img" && umoci new --image "$img:bench"
 for l in l1 l2 l3; do umoci raw add-layer --image "$img:bench" "$w/$l.tar"; done
 umoci config --image "$img:bench" --config.cmd /bin/true
 imgsize=$(du -sb "$img" | awk '{printf "%.0f", $1/1e6}')
-read -r cw cc cr < <(timed "$c2vm" convert --quiet --kernel "$deb" -o "$w/conv.bundle" "oci:$img:bench")
+# medians CMD...: CMD (a timed run) $runs times, the median of each of its three columns
+medians() { local i; : > "$w/runs"; for i in $(seq "$runs"); do "$@" >> "$w/runs"; done
+  echo "$(cut -d' ' -f1 "$w/runs" | median) $(cut -d' ' -f2 "$w/runs" | median) $(cut -d' ' -f3 "$w/runs" | median | cut -d. -f1)"; }
+convert_default() { rm -rf "$w/conv.bundle"; timed "$c2vm" convert --quiet --kernel "$deb" -o "$w/conv.bundle" "oci:$img:bench"; }
+read -r cw cc cr < <(medians convert_default)
 csize=$(size_mb "$w/conv.bundle/rootfs.squashfs")
 # both ends of --compression
 for c in lz4 zstd:19; do
@@ -49,9 +54,9 @@ done
 # baseline: umoci's unpack, then mksquashfs at its defaults (gzip) and at c2vm's zstd level 3
 baseline() { rm -rf "$w/unpacked" "$w/umoci.sqfs"
   timed bash -c "umoci raw unpack --rootless --image '$img:bench' '$w/unpacked' && mksquashfs '$w/unpacked' '$w/umoci.sqfs' $1 -noappend -quiet -processors \$(nproc)"; }
-read -r gw gc gr < <(baseline "")
+read -r gw gc gr < <(medians baseline "")
 gsize=$(size_mb "$w/umoci.sqfs")
-read -r uw uc ur < <(baseline "-comp zstd -Xcompression-level 3")
+read -r uw uc ur < <(medians baseline "-comp zstd -Xcompression-level 3")
 usize=$(size_mb "$w/umoci.sqfs")
 
 # 2. boot to workload: the hello bundle per kernel, and the floor script
@@ -60,10 +65,15 @@ ln -s busybox "$w/hello/bin/sh"; ln -s busybox "$w/hello/bin/echo"
 for k in debian c2vm; do
   kern=$deb; [ $k = c2vm ] && kern=c2vm
   "$c2vm" convert --quiet --kernel "$kern" --change 'CMD ["/bin/echo","WORKLOAD-OK"]' -o "$w/$k.bundle" "rootfs:$w/hello"
-  for i in $(seq "$runs"); do timed "$c2vm" run "$w/$k.bundle" | cut -d' ' -f1; done | median > "$w/boot-$k"
 done
-bash "$floor" "$deb" "$runc" q35 "$runs" 2>/dev/null | grep -Eo '[0-9]+\.[0-9]+' | median > "$w/boot-floor"
-fl=$(cat "$w/boot-floor")
+# interleaved, so that the machine's drift during the runs touches all three alike
+: > "$w/boot-debian"; : > "$w/boot-c2vm"; : > "$w/boot-floor"
+for i in $(seq "$bootruns"); do
+  for k in debian c2vm; do timed "$c2vm" run "$w/$k.bundle" | cut -d' ' -f1 >> "$w/boot-$k"; done
+  bash "$floor" "$deb" "$runc" q35 1 2>/dev/null | grep -Eo '[0-9]+\.[0-9]+' | tail -1 >> "$w/boot-floor"
+done
+for k in debian c2vm floor; do median < "$w/boot-$k" > "$w/boot-$k.median"; done
+fl=$(cat "$w/boot-floor.median")
 
 # 3. smallest --memory (MiB, step 4) that prints the workload's line
 # runs_at BUNDLE MIB: the workload's line came out (its whole stdout, captured: no pipe to break)
@@ -79,6 +89,8 @@ smallest() {
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+# speed BASE C2VM: "N× faster" or "N× slower"
+speed() { awk -v a="$1" -v b="$2" 'BEGIN {if (a >= b) printf "%.2f× faster", a/b; else printf "%.2f× slower", b/a}'; }
 {
   echo "# c2vm benchmark results"
   echo
@@ -86,18 +98,18 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
   echo
   echo "| what | c2vm | baseline | ratio |"
   echo "| --- | --- | --- | --- |"
-  echo "| convert, ${imgsize} MB 3-layer Debian image → squashfs (c2vm's default zstd 3), wall (baseline: umoci raw unpack + mksquashfs, its default gzip) | ${cw} s | ${gw} s | $(ratio "$gw" "$cw")× faster |"
+  echo "| convert, ${imgsize} MB 3-layer Debian image → squashfs (c2vm's default zstd 3), wall, median of $runs (baseline: umoci raw unpack + mksquashfs, its default gzip) | ${cw} s | ${gw} s | $(speed "$gw" "$cw") |"
   echo "| … rootfs size | ${csize} MB | ${gsize} MB | $(ratio "$csize" "$gsize") |"
   echo "| … CPU (user+sys) / peak RSS | ${cc} s / ${cr} MiB | ${gc} s / ${gr} MiB | $(ratio "$cc" "$gc") / $(ratio "$cr" "$gr") |"
-  echo "| the same, baseline's mksquashfs at zstd 3 too: wall | ${cw} s | ${uw} s | $(ratio "$uw" "$cw")× faster |"
+  echo "| the same, baseline's mksquashfs at zstd 3 too: wall | ${cw} s | ${uw} s | $(speed "$uw" "$cw") |"
   echo "| … rootfs size / CPU / peak RSS | ${csize} MB / ${cc} s / ${cr} MiB | ${usize} MB / ${uc} s / ${ur} MiB | $(ratio "$csize" "$usize") / $(ratio "$cc" "$uc") / $(ratio "$cr" "$ur") |"
   for c in lz4 zstd; do
     read -r ew es < "$w/end-$c"
-    echo "| \`--compression $( [ $c = zstd ] && echo zstd:19 || echo lz4)\`: wall, rootfs size (baseline: umoci + mksquashfs gzip) | ${ew} s, ${es} MB | ${gw} s, ${gsize} MB | $(ratio "$gw" "$ew")× faster, $(ratio "$es" "$gsize") the size |"
+    echo "| \`--compression $( [ $c = zstd ] && echo zstd:19 || echo lz4)\`: wall, rootfs size (baseline: umoci + mksquashfs gzip) | ${ew} s, ${es} MB | ${gw} s, ${gsize} MB | $(speed "$gw" "$ew"), $(ratio "$es" "$gsize") the size |"
   done
   for k in debian c2vm; do
-    b=$(cat "$w/boot-$k")
-    echo "| boot to workload, \`c2vm run\` of a busybox echo bundle, $k kernel (median of $runs; baseline: boot-floor.sh q35, Debian kernel) | ${b} s | ${fl} s | $(ratio "$b" "$fl") |"
+    b=$(cat "$w/boot-$k.median")
+    echo "| boot to workload, \`c2vm run\` of a busybox echo bundle, $k kernel (median of $bootruns, interleaved with the baseline's; baseline: boot-floor.sh q35, Debian kernel) | ${b} s | ${fl} s | $(ratio "$b" "$fl") |"
   done
   for k in debian c2vm; do
     echo "| smallest \`--memory\` that runs the workload, $k kernel | $(smallest "$w/$k.bundle") MiB | | |"
