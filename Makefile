@@ -71,7 +71,8 @@ kernel: deps ## fetch the reference kernel package per guest arch into ~/.cache/
 # <arch>.config merged over allnoconfig; everything built in, no modules. Per VM arch (the other
 # one cross-compiled with the same Debian cross toolchain as runc), cached in
 # ~/.cache/c2vm/kernel-c2vm/<key>/ by the source package's version and the configs' hash;
-# kernel-c2vm/<arch> points at the current one.
+# kernel-c2vm/<arch> points at the current one (replaced atomically; it takes back the link from a
+# kernel `c2vm kernel pull` fetched).
 KSRC_PKG    := linux-source-6.1
 KCONFIG_DIR := initgen/kernel/config
 KCACHE      := $(CACHE)/kernel-c2vm
@@ -94,6 +95,7 @@ kernel-c2vm-src:
 	fi
 
 kernel-c2vm-%: kernel-c2vm-src
+	$(if $(KARCH_$*),,$(error kernel-c2vm-$*: no c2vm kernel config for $* (there are: amd64 arm64)))
 	@frags="$(CURDIR)/$(KCONFIG_DIR)/common.config $(CURDIR)/$(KCONFIG_DIR)/$(KCONFIG_$*).config"; \
 	deb=$$(ls $(DEBS_DIR)/$(KSRC_PKG)_*_all.deb | sort -V | tail -1); \
 	key=$$(cat $$frags | sha256sum | cut -c1-12)-$$(basename $$deb _all.deb | sed 's/.*_//'); \
@@ -117,7 +119,7 @@ kernel-c2vm-%: kernel-c2vm-src
 	  cp $$src/modules.builtin $$out.tmp/lib/modules/$$ver/modules.builtin && \
 	  mv $$out.tmp $$out && rm -rf $$src || exit 1; \
 	fi; \
-	ln -sfn $$key $(KCACHE)/$* && ls -l $$out/boot/
+	ln -sfn $$key $(KCACHE)/.$*.link && mv -T $(KCACHE)/.$*.link $(KCACHE)/$* && ls -l $$out/boot/
 
 # Emulators of Debian's qemu-user-static:<vm arch> that a VM of a non-host architecture carries for
 # foreign images (only these, ~63 MB of the package's 370).

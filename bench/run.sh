@@ -105,7 +105,7 @@ speed() { awk -v a="$1" -v b="$2" 'BEGIN {if (a >= b) printf "%.2f× faster", a/
   echo "| … rootfs size / CPU / peak RSS | ${csize} MB / ${cc} s / ${cr} MiB | ${usize} MB / ${uc} s / ${ur} MiB | $(ratio "$csize" "$usize") / $(ratio "$cc" "$uc") / $(ratio "$cr" "$ur") |"
   for c in lz4 zstd; do
     read -r ew es < "$w/end-$c"
-    echo "| \`--compression $( [ $c = zstd ] && echo zstd:19 || echo lz4)\`: wall, rootfs size (baseline: umoci + mksquashfs gzip) | ${ew} s, ${es} MB | ${gw} s, ${gsize} MB | $(speed "$gw" "$ew"), $(ratio "$es" "$gsize") the size |"
+    echo "| \`--compression $( [ $c = zstd ] && echo zstd:19 || echo lz4)\`: wall (one run), rootfs size (baseline: umoci + mksquashfs gzip) | ${ew} s, ${es} MB | ${gw} s, ${gsize} MB | $(speed "$gw" "$ew"), $(ratio "$es" "$gsize") the size |"
   done
   for k in debian c2vm; do
     b=$(cat "$w/boot-$k.median")

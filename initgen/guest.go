@@ -60,14 +60,19 @@ func writeGuestArchive(w io.Writer, guest Blob, compression string) error {
 }
 
 // decodeGuestArchive decompresses a guest archive, checking that the kernel can: zstd, with a
-// window of at most GuestArchiveWindow, holding a newc cpio archive.
+// window of at most GuestArchiveWindow (the first frame's: the build writes one), holding a newc
+// cpio archive.
 func decodeGuestArchive(data []byte) ([]byte, error) {
 	var h zstd.Header
 	if err := h.Decode(data); err != nil {
 		return nil, fmt.Errorf("initrd: guest archive: not zstd (%w): rebuild it with make build", err)
 	}
-	if h.WindowSize > GuestArchiveWindow {
-		return nil, fmt.Errorf("initrd: guest archive: zstd window %d bytes, more than the %d small guests can spare: compress it with --zstd=wlog=23", h.WindowSize, GuestArchiveWindow)
+	window := h.WindowSize
+	if h.SingleSegment { // the kernel's window is then the whole content
+		window = h.FrameContentSize
+	}
+	if window > GuestArchiveWindow {
+		return nil, fmt.Errorf("initrd: guest archive: zstd window %d bytes, more than the %d small guests can spare: compress it with --zstd=wlog=23 from a pipe", window, GuestArchiveWindow)
 	}
 	d, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxGuestArchive))
 	if err != nil {

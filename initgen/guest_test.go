@@ -69,6 +69,10 @@ func TestWriteGuestErrors(t *testing.T) {
 		{"window too large", func(o *Options) {
 			o.Init, o.Runc, o.Guest = Blob{}, Blob{}, Blob{Data: []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 15 << 3, 0x01, 0x00, 0x00}}
 		}, "window 33554432"},
+		// A single-segment frame of 16 MiB content (FCS 4 bytes): the window is the content.
+		{"single segment", func(o *Options) {
+			o.Init, o.Runc, o.Guest = Blob{}, Blob{}, Blob{Data: []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x00}}
+		}, "window 16777216"},
 		{"missing file", func(o *Options) {
 			o.Init, o.Runc, o.Guest = Blob{}, Blob{}, Blob{Source: "/nonexistent/guest.cpio.zst"}
 		}, "/nonexistent/guest.cpio.zst"},

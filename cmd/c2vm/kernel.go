@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,7 +22,7 @@ func kernelCommand() *cli.Command {
 				ArgsUsage: "[docker://]HOST/REPO[:TAG]",
 				Flags: append(registryFlags(),
 					&cli.StringSliceFlag{Name: "arch", Usage: "push only the kernel of this architecture (repeatable)", DefaultText: "every one built"},
-					&cli.StringFlag{Name: "dir", Usage: "push the c2vm kernel in DIR (boot/vmlinuz-V, boot/config-V, lib/modules/V/modules.builtin) for --arch", DefaultText: "the cache's"},
+					&cli.StringFlag{Name: "dir", Usage: "push the c2vm kernel in DIR (boot/vmlinuz-V, boot/config-V, lib/modules/V/modules.builtin) for --arch (default: its image's)", DefaultText: "the cache's"},
 					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"}),
 				Action: runKernelPush,
 			},
@@ -46,9 +45,11 @@ func runKernelPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	kernels, err := localKernels(cache, c.StringSlice("arch"))
+	var kernels []ship.KernelDir
 	if dir := c.String("dir"); dir != "" {
 		kernels, err = dirKernel(dir, c.StringSlice("arch"))
+	} else {
+		kernels, err = localKernels(cache, c.StringSlice("arch"))
 	}
 	if err != nil {
 		return err
@@ -83,23 +84,23 @@ func localKernels(cache string, archs []string) ([]ship.KernelDir, error) {
 	return out, nil
 }
 
-// dirKernel is the kernel in dir, for the one architecture of archs (the host's when empty).
+// dirKernel is the kernel in dir, for the one architecture of archs (its image's when empty).
 func dirKernel(dir string, archs []string) ([]ship.KernelDir, error) {
 	switch len(archs) {
 	case 0:
-		return []ship.KernelDir{{Dir: dir, Arch: runtime.GOARCH}}, nil
+		return []ship.KernelDir{{Dir: dir}}, nil
 	case 1:
 		return []ship.KernelDir{{Dir: dir, Arch: archs[0]}}, nil
 	}
 	return nil, usageError("kernel push: --dir takes one --arch, got %d", len(archs))
 }
 
-// kernelArches is archs, or every VM architecture c2vm boots when archs is empty.
+// kernelArches is archs, or every architecture a c2vm kernel exists for when archs is empty.
 func kernelArches(archs []string) []string {
 	if len(archs) > 0 {
 		return archs
 	}
-	return []string{"amd64", "arm64"}
+	return kernel.TreeArches
 }
 
 func runKernelPull(c *cli.Context) error {

@@ -58,13 +58,24 @@ func treeFiles(v string) []TreeFile {
 	}
 }
 
-// DescribeTree reads the c2vm kernel at dir (as `make kernel-c2vm` or PullTree leave it) for arch.
+// TreeArches are the architectures a c2vm kernel exists for.
+var TreeArches = []string{"amd64", "arm64"}
+
+// DescribeTree reads the c2vm kernel at dir (as `make kernel-c2vm` or a pull leave it); its
+// architecture is its image's, and must be arch unless arch is "".
 func DescribeTree(dir, arch string) (*Tree, error) {
 	k, err := fromDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", dir, err)
 	}
-	t := &Tree{SchemaVersion: treeSchemaVersion, Version: k.Version, Architecture: arch, OS: "linux"}
+	got, err := Arch(k.Vmlinuz)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", dir, err)
+	}
+	if arch != "" && got != arch {
+		return nil, fmt.Errorf("kernel %s: its image is for %s, not %s", dir, got, arch)
+	}
+	t := &Tree{SchemaVersion: treeSchemaVersion, Version: k.Version, Architecture: got, OS: "linux"}
 	if err := t.checkVersion(); err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", dir, err)
 	}
@@ -115,6 +126,9 @@ func (t *Tree) Check(arch string) error {
 	if err := t.checkVersion(); err != nil {
 		return err
 	}
+	if !slices.Contains(TreeArches, t.Architecture) {
+		return fmt.Errorf("kernel artifact architecture %q: c2vm kernels are %v", t.Architecture, TreeArches)
+	}
 	if arch != "" && t.Architecture != arch {
 		return fmt.Errorf("kernel artifact is for %s, not %s", t.Architecture, arch)
 	}
@@ -149,21 +163,26 @@ func PulledDir(cacheDir, manifestDigest string) string {
 	return filepath.Join(cacheDir, c2vmKernelDirName, pulledKernelDirPrefix+manifestDigest)
 }
 
-// Activate makes dir (in cacheDir's kernel-c2vm/) the c2vm kernel of arch, replacing the link
-// atomically.
+// Activate makes dir (directly in cacheDir's kernel-c2vm/) the c2vm kernel of arch (one of
+// TreeArches), replacing the link atomically.
 func Activate(cacheDir, arch, dir string) error {
-	link := C2VMKernelDir(cacheDir, arch)
-	rel, err := filepath.Rel(filepath.Dir(link), dir)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return fmt.Errorf("kernel %s is not in %s", dir, filepath.Dir(link))
+	if !slices.Contains(TreeArches, arch) {
+		return fmt.Errorf("activate kernel: architecture %q: c2vm kernels are %v", arch, TreeArches)
 	}
-	tmp := link + ".new"
-	os.Remove(tmp)
-	if err := os.Symlink(rel, tmp); err != nil {
+	parent := filepath.Join(cacheDir, c2vmKernelDirName)
+	if filepath.Dir(dir) != parent {
+		return fmt.Errorf("activate kernel: %s is not in %s", dir, parent)
+	}
+	tmp, err := os.MkdirTemp(parent, ".link-")
+	if err != nil {
 		return fmt.Errorf("activate kernel: %w", err)
 	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
+	defer os.RemoveAll(tmp)
+	next := filepath.Join(tmp, arch)
+	if err := os.Symlink(filepath.Base(dir), next); err != nil {
+		return fmt.Errorf("activate kernel: %w", err)
+	}
+	if err := os.Rename(next, C2VMKernelDir(cacheDir, arch)); err != nil {
 		return fmt.Errorf("activate kernel: %w", err)
 	}
 	return nil

@@ -40,9 +40,14 @@ func TestDescribeTree(t *testing.T) {
 }
 
 func TestTreeCheck(t *testing.T) {
-	good, err := DescribeTree(c2vmTree(t, "6.1.0-c2vm"), "arm64")
-	if err != nil {
-		t.Fatal(err)
+	dir := c2vmTree(t, "6.1.0-c2vm")
+	fakekernel.WriteTree(t, dir, map[string][]byte{"boot/vmlinuz-6.1.0-c2vm": fakekernel.ImageArm64()})
+	good, err := DescribeTree(dir, "")
+	if err != nil || good.Architecture != "arm64" {
+		t.Fatalf("DescribeTree: %+v, %v; want the image's arm64", good, err)
+	}
+	if _, err := DescribeTree(dir, "amd64"); err == nil || !strings.Contains(err.Error(), "for arm64, not amd64") {
+		t.Errorf("DescribeTree of an arm64 kernel as amd64: %v", err)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -51,6 +56,8 @@ func TestTreeCheck(t *testing.T) {
 		want   string
 	}{
 		{"other arch", func(*Tree) {}, "amd64", "for arm64, not amd64"},
+		{"path as arch", func(tr *Tree) { tr.Architecture = "../../.bashrc" }, "", "architecture"},
+		{"unknown arch", func(tr *Tree) { tr.Architecture = "s390x" }, "", "architecture"},
 		{"schema", func(tr *Tree) { tr.SchemaVersion = 2 }, "", "schema version 2"},
 		{"path in version", func(tr *Tree) { tr.Version = "../../etc" }, "", "not a plain release name"},
 		{"slash in version", func(tr *Tree) { tr.Version = "6.1/x" }, "", "not a plain release name"},
@@ -86,5 +93,11 @@ func TestActivate(t *testing.T) {
 	}
 	if err := Activate(cache, "amd64", t.TempDir()); err == nil {
 		t.Error("activated a directory outside the cache")
+	}
+	if err := Activate(cache, "../../evil", PulledDir(cache, "a")); err == nil {
+		t.Error("activated a kernel under a path for an architecture")
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "kernel-c2vm", ".link-*")); len(ents) != 0 {
+		t.Errorf("Activate left %v", ents)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/c2vm/c2vm/internal/registry"
 )
 
-// KernelDir is one c2vm kernel to push: its directory and architecture.
+// KernelDir is one c2vm kernel to push: its directory and architecture ("" = its image's).
 type KernelDir struct {
 	Dir, Arch string
 }
@@ -89,7 +89,11 @@ func PullKernel(ctx context.Context, c *registry.Client, refStr, cacheDir, platf
 	fail := func(err error) (*kernel.Tree, string, error) {
 		return nil, "", fmt.Errorf("pull kernel %s: %w", refStr, err)
 	}
-	man, t, err := readKernelManifest(ctx, c, name, desc)
+	arch := "" // what the index said, which the config must agree with
+	if desc.Platform != nil {
+		arch = desc.Platform.Architecture
+	}
+	man, t, err := readKernelManifest(ctx, c, name, desc, arch)
 	if err != nil {
 		return fail(err)
 	}
@@ -106,7 +110,7 @@ func PullKernel(ctx context.Context, c *registry.Client, refStr, cacheDir, platf
 }
 
 // readKernelManifest reads and checks a kernel artifact's manifest and config.
-func readKernelManifest(ctx context.Context, c *registry.Client, name string, desc ocispec.Descriptor) (ocispec.Manifest, *kernel.Tree, error) {
+func readKernelManifest(ctx context.Context, c *registry.Client, name string, desc ocispec.Descriptor, arch string) (ocispec.Manifest, *kernel.Tree, error) {
 	var man ocispec.Manifest
 	b, err := c.ReadBlob(ctx, name, desc, 4<<20)
 	if err != nil {
@@ -126,7 +130,7 @@ func readKernelManifest(ctx context.Context, c *registry.Client, name string, de
 	if err := json.Unmarshal(raw, &t); err != nil {
 		return man, nil, fmt.Errorf("config: %w", err)
 	}
-	if err := t.Check(""); err != nil {
+	if err := t.Check(arch); err != nil {
 		return man, nil, err
 	}
 	if !slices.EqualFunc(man.Layers, t.Files, func(l ocispec.Descriptor, f kernel.TreeFile) bool {
