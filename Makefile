@@ -168,11 +168,15 @@ build: deps build-only ## install what is missing, then build c2vm with the gues
 # which the smallest guests have room for): 3.8 MB where the Go encoder reaches 4.3.
 GUEST_ZSTD := zstd -19 --zstd=wlog=23 -T1 -q
 
+# Rewritten only when the init's or runc's bytes change (go build touches them every time; the
+# archive is touched too, so that it is never older than they are).
 guest: runc init ## write the guest archive per guest arch (bin/<arch>/guest.cpio.zst)
 	@for a in $(GUEST_ARCHES); do \
-	  $(GO) run ./initgen/cmd/mkguest $(BIN)/$$a > $(BIN)/$$a/guest.cpio && \
-	  $(GUEST_ZSTD) -c < $(BIN)/$$a/guest.cpio > $(BIN)/$$a/guest.cpio.zst.tmp && \
-	  rm $(BIN)/$$a/guest.cpio && mv $(BIN)/$$a/guest.cpio.zst.tmp $(BIN)/$$a/guest.cpio.zst || exit 1; \
+	  d=$(BIN)/$$a; key=$$(cat $$d/c2vm-init $$d/runc | sha256sum | cut -c1-16); \
+	  if [ -f $$d/guest.cpio.zst ] && [ "$$(cat $$d/.guest-key 2>/dev/null)" = $$key ]; then touch $$d/guest.cpio.zst; continue; fi; \
+	  $(GO) run ./initgen/cmd/mkguest $$d > $$d/guest.cpio && \
+	  $(GUEST_ZSTD) -c < $$d/guest.cpio > $$d/guest.cpio.zst.tmp && \
+	  rm $$d/guest.cpio && mv $$d/guest.cpio.zst.tmp $$d/guest.cpio.zst && echo $$key > $$d/.guest-key || exit 1; \
 	done
 
 build-only: guest ## build bin/c2vm without checking Debian packages beyond the compilers and libseccomp-dev

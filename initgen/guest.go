@@ -40,10 +40,11 @@ func writeGuestArchive(w io.Writer, guest Blob, compression string) error {
 			return fmt.Errorf("initrd: guest archive: %w", err)
 		}
 	}
-	raw, err := decodeGuestArchive(data)
+	d, err := openGuestArchive(data)
 	if err != nil {
 		return err
 	}
+	defer d.Close()
 	if compression == "" || compression == Zstd {
 		_, err := w.Write(data)
 		return err
@@ -52,17 +53,17 @@ func writeGuestArchive(w io.Writer, guest Blob, compression string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cw.Write(raw); err != nil {
+	if _, err := io.Copy(cw, io.LimitReader(d, maxGuestArchive)); err != nil {
 		cw.Close()
-		return err
+		return fmt.Errorf("initrd: guest archive: %w", err)
 	}
 	return cw.Close()
 }
 
-// decodeGuestArchive decompresses a guest archive, checking that the kernel can: zstd, with a
-// window of at most GuestArchiveWindow (the first frame's: the build writes one), holding a newc
-// cpio archive.
-func decodeGuestArchive(data []byte) ([]byte, error) {
+// openGuestArchive checks that the kernel can unpack a guest archive — zstd, with a window of at
+// most GuestArchiveWindow (the first frame's: the build writes one), holding a newc cpio archive —
+// decoding only its first block, and returns a decoder for the whole of it.
+func openGuestArchive(data []byte) (*zstd.Decoder, error) {
 	var h zstd.Header
 	if err := h.Decode(data); err != nil {
 		return nil, fmt.Errorf("initrd: guest archive: not zstd (%w): rebuild it with make build", err)
@@ -78,13 +79,15 @@ func decodeGuestArchive(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initrd: guest archive: %w", err)
 	}
-	defer d.Close()
-	raw, err := io.ReadAll(d)
-	if err != nil {
-		return nil, fmt.Errorf("initrd: guest archive: %w", err)
-	}
-	if !bytes.HasPrefix(raw, []byte("070701")) {
+	magic := make([]byte, 6)
+	if _, err := io.ReadFull(d, magic); err != nil || !bytes.Equal(magic, []byte("070701")) {
+		d.Close()
 		return nil, fmt.Errorf("initrd: guest archive: not a newc cpio archive")
 	}
-	return raw, nil
+	// A fresh decoder for the caller: the magic is part of the archive.
+	if err := d.Reset(bytes.NewReader(data)); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("initrd: guest archive: %w", err)
+	}
+	return d, nil
 }

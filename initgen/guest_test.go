@@ -73,6 +73,13 @@ func TestWriteGuestErrors(t *testing.T) {
 		{"single segment", func(o *Options) {
 			o.Init, o.Runc, o.Guest = Blob{}, Blob{}, Blob{Data: []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x00}}
 		}, "window 16777216"},
+		{"not an archive", func(o *Options) {
+			var z bytes.Buffer
+			zw, _ := zstd.NewWriter(&z, zstd.WithWindowSize(1<<20))
+			zw.Write([]byte("not a cpio archive"))
+			zw.Close()
+			o.Init, o.Runc, o.Guest = Blob{}, Blob{}, Blob{Data: z.Bytes()}
+		}, "not a newc cpio archive"},
 		{"missing file", func(o *Options) {
 			o.Init, o.Runc, o.Guest = Blob{}, Blob{}, Blob{Source: "/nonexistent/guest.cpio.zst"}
 		}, "/nonexistent/guest.cpio.zst"},

@@ -53,6 +53,20 @@ func TestRegistryKernel(t *testing.T) {
 	if err != nil || !strings.Contains(string(raw), `"artifactType":"`+kernel.ArtifactType+`"`) || !strings.Contains(string(raw), `"architecture":"`+host+`"`) {
 		t.Errorf("skopeo inspect --raw: %v\n%s", err, raw)
 	}
+	layout := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("skopeo", "copy", "--quiet", "--all", "--src-creds", e.s.User+":"+e.s.Password, "--src-tls-verify=false", "docker://"+ref, "oci:"+layout+":k").CombinedOutput(); err != nil {
+		t.Errorf("skopeo copy --all of the kernel index to an OCI layout: %v: %s", err, out)
+	} else {
+		// skopeo writes its own index; the kernel's manifest and vmlinuz blob come through as pushed
+		var idx ocispec.Index
+		json.Unmarshal(raw, &idx)
+		vmlinuz, _ := kernel.DescribeTree(localDir, host)
+		for _, d := range []string{manifestDigest(idx), "sha256:" + vmlinuz.Files[0].SHA256} {
+			if _, err := os.Stat(filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(d, "sha256:"))); err != nil {
+				t.Errorf("skopeo's copy lacks %s: %v", d, err)
+			}
+		}
+	}
 
 	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // another host, without the kernel
 	cache := filepath.Join(os.Getenv("XDG_CACHE_HOME"), "c2vm")
@@ -61,7 +75,7 @@ func TestRegistryKernel(t *testing.T) {
 		t.Fatalf("kernel pull: exit %d, %q, %s", code, out, stderr)
 	}
 	b := filepath.Join(t.TempDir(), "bundle")
-	layout := filepath.Join(t.TempDir(), "oci")
+	layout = filepath.Join(t.TempDir(), "oci")
 	busyboxImage(t, layout, ocispec.ImageConfig{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo booted on $(uname -r)"}})
 	if code, _, stderr := c2vm(t, "", "convert", "--quiet", "--kernel", "c2vm", "-o", b, "oci:"+layout+":test"); code != 0 {
 		t.Fatalf("convert --kernel c2vm with the pulled kernel: %s", stderr)
@@ -116,4 +130,12 @@ func TestRegistryKernel(t *testing.T) {
 	if _, err := os.Stat(kernel.C2VMKernelDir(cache, host)); err != nil {
 		t.Errorf("the pulled kernel is not the c2vm kernel any more: %v", err)
 	}
+}
+
+// manifestDigest is the first manifest of an index (a digest no blob has when it has none).
+func manifestDigest(idx ocispec.Index) string {
+	if len(idx.Manifests) == 0 {
+		return "sha256:no-manifest-in-the-index"
+	}
+	return idx.Manifests[0].Digest.String()
 }

@@ -49,6 +49,12 @@ func Find(arch string) (Assets, error) {
 	if Embedded {
 		return Assets{}, fmt.Errorf("this c2vm carries no guest init and runc for %s guests (only %v): rebuild it with `make build` on a machine that can cross-build for %s", arch, EmbeddedArches(), arch)
 	}
+	return fromLibDirs(arch)
+}
+
+// fromLibDirs looks the assets of arch up in the lib dirs (searchDirs), as a c2vm without
+// embedded assets does.
+func fromLibDirs(arch string) (Assets, error) {
 	dirs, err := searchDirs()
 	if err != nil {
 		return Assets{}, err

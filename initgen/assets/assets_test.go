@@ -23,14 +23,14 @@ func writeAssets(t *testing.T, dir string, names ...string) {
 	}
 }
 
+// The lib-dir tests call fromLibDirs, which Find uses when nothing is embedded, so that they run
+// in the c2vm_embed test run too.
+
 func TestFindLibDir(t *testing.T) {
-	if Embedded {
-		t.Skip("built with -tags c2vm_embed: the embedded assets win") // never in CI: go test has no c2vm_embed
-	}
 	dir := t.TempDir()
 	writeAssets(t, dir, InitName, RuncName)
 	t.Setenv(EnvLibDir, dir)
-	a, err := Find("")
+	a, err := fromLibDirs(runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,9 +42,6 @@ func TestFindLibDir(t *testing.T) {
 
 // TestFindLibDirGuest: the guest archive beside the binaries is used unless either binary is newer.
 func TestFindLibDirGuest(t *testing.T) {
-	if Embedded {
-		t.Skip("built with -tags c2vm_embed: the embedded assets win")
-	}
 	dir := t.TempDir()
 	writeAssets(t, dir, InitName, RuncName, GuestName)
 	t.Setenv(EnvLibDir, dir)
@@ -54,7 +51,7 @@ func TestFindLibDirGuest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, err := Find("")
+	a, err := fromLibDirs(runtime.GOARCH)
 	if err != nil || a.Guest.Source != filepath.Join(dir, GuestName) {
 		t.Fatalf("Find = %+v, %v; want the guest archive", a, err)
 	}
@@ -66,19 +63,16 @@ func TestFindLibDirGuest(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(dir, RuncName), time.Now().Add(time.Hour), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if a, err := Find(""); err != nil || a.Guest.Source != "" || a.Runc.Source == "" {
+	if a, err := fromLibDirs(runtime.GOARCH); err != nil || a.Guest.Source != "" || a.Runc.Source == "" {
 		t.Errorf("with runc rebuilt after the archive: Find = %+v, %v; want the binaries", a, err)
 	}
 }
 
 func TestFindMissing(t *testing.T) {
-	if Embedded {
-		t.Skip("built with -tags c2vm_embed: the embedded assets win") // never in CI: go test has no c2vm_embed
-	}
 	dir := t.TempDir()
 	writeAssets(t, dir, InitName) // runc missing
 	t.Setenv(EnvLibDir, dir)
-	_, err := Find("")
+	_, err := fromLibDirs(runtime.GOARCH)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -94,9 +88,6 @@ func TestFindMissing(t *testing.T) {
 
 // TestFindNextToExecutable puts the assets in ../lib/c2vm relative to the test binary.
 func TestFindNextToExecutable(t *testing.T) {
-	if Embedded {
-		t.Skip("built with -tags c2vm_embed: the embedded assets win") // never in CI: go test has no c2vm_embed
-	}
 	t.Setenv(EnvLibDir, "")
 	exe, err := os.Executable()
 	if err != nil {
@@ -105,11 +96,14 @@ func TestFindNextToExecutable(t *testing.T) {
 	exe, _ = filepath.EvalSymlinks(exe)
 	lib := filepath.Join(filepath.Dir(exe), "..", "lib", "c2vm")
 	if _, err := os.Stat(lib); err == nil {
-		t.Skipf("%s exists already; not touching it", lib) // not a CI gap: a fresh checkout has no lib dir
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s exists: a fresh checkout's test binary has no lib dir beside it", lib)
+		}
+		t.Skipf("%s exists already; not touching it", lib)
 	}
 	writeAssets(t, lib, InitName, RuncName)
 	t.Cleanup(func() { os.RemoveAll(filepath.Join(filepath.Dir(exe), "..", "lib")) })
-	a, err := Find("")
+	a, err := fromLibDirs(runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,9 +114,6 @@ func TestFindNextToExecutable(t *testing.T) {
 
 // TestFindPerArch: <dir>/<arch>/ serves any architecture, <dir> itself only the host's.
 func TestFindPerArch(t *testing.T) {
-	if Embedded {
-		t.Skip("built with -tags c2vm_embed: the embedded assets win") // never in CI: go test has no c2vm_embed
-	}
 	dir := t.TempDir()
 	other := "arm64"
 	if runtime.GOARCH == "arm64" {
@@ -130,18 +121,18 @@ func TestFindPerArch(t *testing.T) {
 	}
 	writeAssets(t, dir, InitName, RuncName)
 	t.Setenv(EnvLibDir, dir)
-	if _, err := Find(other); err == nil || !strings.Contains(err.Error(), other) {
+	if _, err := fromLibDirs(other); err == nil || !strings.Contains(err.Error(), other) {
 		t.Errorf("Find(%s) with only host assets: got %v, want an error naming %s", other, err, other)
 	}
 	writeAssets(t, filepath.Join(dir, other), InitName, RuncName)
-	a, err := Find(other)
+	a, err := fromLibDirs(other)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := filepath.Join(dir, other, InitName); a.Init.Source != want {
 		t.Errorf("Find(%s).Init = %q, want %q", other, a.Init.Source, want)
 	}
-	if a, err := Find(runtime.GOARCH); err != nil || a.Init.Source != filepath.Join(dir, InitName) {
+	if a, err := fromLibDirs(runtime.GOARCH); err != nil || a.Init.Source != filepath.Join(dir, InitName) {
 		t.Errorf("Find(host) = %+v, %v; want the flat directory", a, err)
 	}
 }

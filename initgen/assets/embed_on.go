@@ -33,7 +33,7 @@ func EmbeddedArches() []string {
 	ents, _ := fs.ReadDir(files, "files")
 	var out []string
 	for _, e := range ents {
-		if _, ok := embedded(e.Name()); ok {
+		if _, err := fs.Stat(files, path.Join("files", e.Name(), GuestName)); err == nil {
 			out = append(out, e.Name())
 		}
 	}

@@ -111,13 +111,9 @@ func PullKernel(ctx context.Context, c *registry.Client, refStr, cacheDir, platf
 
 // readKernelManifest reads and checks a kernel artifact's manifest and config.
 func readKernelManifest(ctx context.Context, c *registry.Client, name string, desc ocispec.Descriptor, arch string) (ocispec.Manifest, *kernel.Tree, error) {
-	var man ocispec.Manifest
-	b, err := c.ReadBlob(ctx, name, desc, 4<<20)
+	man, err := readManifest(ctx, c, name, desc)
 	if err != nil {
 		return man, nil, err
-	}
-	if err := json.Unmarshal(b, &man); err != nil {
-		return man, nil, fmt.Errorf("manifest: %w", err)
 	}
 	if man.ArtifactType != kernel.ArtifactType || man.Config.MediaType != kernel.ArtifactConfigType {
 		return man, nil, fmt.Errorf("not a c2vm kernel artifact (artifactType %q, config %q): push kernels with c2vm kernel push", man.ArtifactType, man.Config.MediaType)

@@ -195,13 +195,9 @@ func resolve(ctx context.Context, c *registry.Client, refStr, platform string) (
 }
 
 func pull(ctx context.Context, c *registry.Client, refStr, name string, desc ocispec.Descriptor, dir string) (*bundle.Manifest, error) {
-	b, err := c.ReadBlob(ctx, name, desc, 4<<20)
+	man, err := readManifest(ctx, c, name, desc)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", refStr, err)
-	}
-	var man ocispec.Manifest
-	if err := json.Unmarshal(b, &man); err != nil {
-		return nil, fmt.Errorf("pull %s: manifest: %w", refStr, err)
 	}
 	names, err := bundle.ArtifactFiles(man)
 	if err != nil {
@@ -229,6 +225,19 @@ func pull(ctx context.Context, c *registry.Client, refStr, name string, desc oci
 		return nil, fmt.Errorf("pull %s: %w", refStr, err)
 	}
 	return m, nil
+}
+
+// readManifest reads the image manifest desc names (at most 4 MiB).
+func readManifest(ctx context.Context, c *registry.Client, name string, desc ocispec.Descriptor) (ocispec.Manifest, error) {
+	var man ocispec.Manifest
+	b, err := c.ReadBlob(ctx, name, desc, 4<<20)
+	if err != nil {
+		return man, err
+	}
+	if err := json.Unmarshal(b, &man); err != nil {
+		return man, fmt.Errorf("manifest: %w", err)
+	}
+	return man, nil
 }
 
 // sameFiles requires the artifact's layers to be exactly the files bundle.json lists.
