@@ -38,12 +38,14 @@ RUN go mod download
 # Only the sources: an image archive or a bundle in the context must not rebuild c2vm.
 COPY Makefile ./
 COPY bootcfg bootcfg
+COPY bundle bundle
 COPY cmd cmd
 COPY convert convert
 COPY examples examples
 COPY guestinit guestinit
 COPY initgen initgen
 COPY internal internal
+COPY kernel kernel
 RUN make build-only && go run ./examples/mkimage -o /out/hello-oci
 
 FROM ${DEBIAN_IMAGE} AS converter

@@ -67,14 +67,14 @@ kernel: deps ## fetch the reference kernel package per guest arch into ~/.cache/
 	done
 	@for a in $(GUEST_ARCHES); do ls $(KERNEL_DIR)/linux-image-[0-9]*_$$a.deb || { echo "make kernel: no $$a kernel package in $(KERNEL_DIR)" >&2; exit 1; }; done
 
-# The c2vm kernel: Debian's linux-source-6.1 with initgen/kernel/config/common.config and
+# The c2vm kernel: Debian's linux-source-6.1 with kernel/config/common.config and
 # <arch>.config merged over allnoconfig; everything built in, no modules. Per VM arch (the other
 # one cross-compiled with the same Debian cross toolchain as runc), cached in
 # ~/.cache/c2vm/kernel-c2vm/<key>/ by the source package's version and the configs' hash;
 # kernel-c2vm/<arch> points at the current one (replaced atomically; it takes back the link from a
 # kernel `c2vm kernel pull` fetched).
 KSRC_PKG    := linux-source-6.1
-KCONFIG_DIR := initgen/kernel/config
+KCONFIG_DIR := kernel/config
 KCACHE      := $(CACHE)/kernel-c2vm
 KERNEL_BUILD_PKGS := gcc make bc flex bison libelf-dev libssl-dev xz-utils zstd $(CROSS_PKGS)
 C2VM_KERNEL_ARCHES ?= $(GUEST_ARCHES)

@@ -12,8 +12,8 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/internal/fakekernel"
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/fakekernel"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // archFixture is a cache with an amd64 and (optionally) an arm64 kernel package, guest assets for

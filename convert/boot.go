@@ -13,15 +13,15 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert/flatten"
 	"github.com/c2vm/c2vm/convert/image"
 	"github.com/c2vm/c2vm/convert/rootfs"
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/initgen"
-	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/initgen/kmod"
-	"github.com/c2vm/c2vm/internal/fdio"
+	"github.com/c2vm/c2vm/internal/fileutil"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // BaseBootArgs is the kernel command line every bundle boots with: the serial console for kernel
@@ -140,7 +140,7 @@ func (c *conversion) manifest(img *source, k *kernel.Kernel, cfg ocispec.ImageCo
 
 // writeBoot writes vmlinuz and initrd.img (with the rootfs appended for the initrd format).
 func (c *conversion) writeBoot(ctx context.Context, k *kernel.Kernel, m *bundle.Manifest, rs *specs.Spec) error {
-	if err := fdio.CopyFile(k.Vmlinuz, c.stage.Path(bundle.KernelFile), 0o644); err != nil {
+	if err := fileutil.CopyFile(k.Vmlinuz, c.stage.Path(bundle.KernelFile), 0o644); err != nil {
 		return fmt.Errorf("copy kernel: %w", err)
 	}
 	bootJSON, err := m.Boot.Marshal()

@@ -2,7 +2,7 @@
 // platform (convert/image), flattens its layers into one canonical tree (convert/flatten), writes the
 // root filesystem image (convert/rootfs), generates the OCI runtime spec (convert/spec) and the boot
 // config (bootcfg), builds the initrd with the guest init, static runc and kernel modules (initgen),
-// and commits the bundle directory atomically (convert/bundle).
+// and commits the bundle directory atomically (bundle).
 package convert
 
 import (
@@ -19,15 +19,15 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert/flatten"
 	"github.com/c2vm/c2vm/convert/image"
 	"github.com/c2vm/c2vm/convert/rootfs"
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/initgen"
 	"github.com/c2vm/c2vm/initgen/assets"
-	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/initgen/kmod"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // Defaults recorded in a bundle when the options leave them zero.

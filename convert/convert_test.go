@@ -16,10 +16,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert/spec"
-	"github.com/c2vm/c2vm/internal/fakekernel"
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/fakekernel"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 const fakeVersion = "6.1.0-fake"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/containerd/platforms"
 
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert/image"
 	"github.com/c2vm/c2vm/internal/registry"
 )

@@ -20,7 +20,7 @@ import (
 
 	"github.com/c2vm/c2vm/convert/flatten"
 	"github.com/c2vm/c2vm/convert/image"
-	"github.com/c2vm/c2vm/internal/fdio"
+	"github.com/c2vm/c2vm/internal/fileutil"
 	"github.com/c2vm/c2vm/internal/registry"
 )
 
@@ -195,7 +195,7 @@ func writeDirEntry(tw *tar.Writer, p, rel string, links map[[2]uint64]string) er
 
 // xattrs returns a file's extended attributes as PAX records (none when they cannot be read).
 func xattrs(p string) map[string]string {
-	xs, err := fdio.Lxattrs(p)
+	xs, err := fileutil.Lxattrs(p)
 	if err != nil || len(xs) == 0 {
 		return nil
 	}

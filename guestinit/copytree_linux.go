@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/c2vm/c2vm/internal/fdio"
+	"github.com/c2vm/c2vm/internal/fileutil"
 )
 
 // CopyTree copies the directory tree at src into the existing directory dst as docker fills a new
@@ -66,7 +66,7 @@ func copyEntry(src, dst string, st *unix.Stat_t, top bool, links map[[2]uint64]s
 			err = unix.Mkdir(dst, 0o700)
 		}
 	case unix.S_IFREG:
-		err = fdio.CopyFile(src, dst, 0o600)
+		err = fileutil.CopyFile(src, dst, 0o600)
 	case unix.S_IFLNK:
 		var target string
 		if target, err = os.Readlink(src); err == nil {
@@ -98,7 +98,7 @@ func copyEntry(src, dst string, st *unix.Stat_t, top bool, links map[[2]uint64]s
 
 // copyXattrs copies every extended attribute the destination filesystem takes.
 func copyXattrs(src, dst string) error {
-	xs, err := fdio.Lxattrs(src)
+	xs, err := fileutil.Lxattrs(src)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/internal/fdio"
+	"github.com/c2vm/c2vm/internal/fileutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,9 +83,9 @@ func (l *Linux) OpenFile(p string, flag int, perm os.FileMode) (*os.File, error)
 	return os.OpenFile(p, flag|unix.O_NOCTTY, perm)
 }
 
-// CopyFile copies a new file (fdio.CopyFile) and gives it perm whatever the umask.
+// CopyFile copies a new file (fileutil.CopyFile) and gives it perm whatever the umask.
 func (l *Linux) CopyFile(src, dst string, perm os.FileMode) error {
-	if err := fdio.CopyFile(src, dst, perm); err != nil {
+	if err := fileutil.CopyFile(src, dst, perm); err != nil {
 		return err
 	}
 	return os.Chmod(dst, perm)
@@ -238,7 +238,7 @@ func (l *Linux) Kill(pid int, sig unix.Signal) error { return unix.Kill(pid, sig
 // SetWinsize sets the window size of the terminal f (TIOCSWINSZ).
 func (l *Linux) SetWinsize(f *os.File, rows, cols uint16) error {
 	ws := &unix.Winsize{Row: rows, Col: cols}
-	return fdio.Control(f, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) })
+	return fileutil.Control(f, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) })
 }
 
 // OpenPTY opens a pseudo-terminal pair on the init's devpts (mounted with newinstance).
@@ -256,7 +256,7 @@ func openPTYAt(ptmx string) (master, slave *os.File, err error) {
 		return nil, nil, fmt.Errorf("open pty master: %w", err)
 	}
 	var n int
-	err = fdio.Control(m, func(fd int) error {
+	err = fileutil.Control(m, func(fd int) error {
 		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
 			return fmt.Errorf("unlock pty: %w", err)
 		}

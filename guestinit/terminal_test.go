@@ -2,7 +2,7 @@ package guestinit
 
 import (
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/internal/fdio"
+	"github.com/c2vm/c2vm/internal/fileutil"
 
 	"io"
 	"os"
@@ -99,7 +99,7 @@ func TestTerminalRelay(t *testing.T) {
 		t.Fatalf("runc stdio %v, want the slave three times", files)
 	}
 	// The slave in raw mode, as runc sets it, so that bytes pass unchanged.
-	if err := fdio.Control(slave, func(fd int) error {
+	if err := fileutil.Control(slave, func(fd int) error {
 		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 		if err != nil {
 			return err
@@ -117,7 +117,7 @@ func TestTerminalRelay(t *testing.T) {
 	}
 	term.request("winsize 33 77")
 	var ws *unix.Winsize
-	fdio.Control(slave, func(fd int) (err error) { ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); return err })
+	fileutil.Control(slave, func(fd int) (err error) { ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); return err })
 	if ws == nil || ws.Row != 33 || ws.Col != 77 {
 		t.Errorf("slave size %+v, want 33x77", ws)
 	}

@@ -14,8 +14,8 @@ import (
 	"slices"
 
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/initgen/kmod"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // Well-known paths in the initrd.

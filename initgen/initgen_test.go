@@ -15,8 +15,8 @@ import (
 
 	stdgzip "compress/gzip"
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/initgen/kernel"
-	"github.com/c2vm/c2vm/internal/fakekernel"
+	"github.com/c2vm/c2vm/internal/testkit/fakekernel"
+	"github.com/c2vm/c2vm/kernel"
 	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/u-root/pkg/cpio"
 )

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/c2vm/c2vm/initgen/internal/realkernel"
+	"github.com/c2vm/c2vm/internal/testkit/realkernel"
 	"github.com/u-root/u-root/pkg/kmodule"
 )
 

@@ -25,10 +25,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/initgen/assets"
-	"github.com/c2vm/c2vm/initgen/kernel"
-	it "github.com/c2vm/c2vm/internal/imagetest"
+	it "github.com/c2vm/c2vm/internal/testkit/imagetest"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // This file runs hostile and broken images through the real `c2vm convert` binary (issue 6): as an

@@ -9,7 +9,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // c2vm runs the CLI in-process and returns its exit status, stdout and stderr.

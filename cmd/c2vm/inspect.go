@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 )
 
 func inspectCommand() *cli.Command {

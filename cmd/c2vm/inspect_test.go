@@ -9,9 +9,9 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/convert/bundle"
-	"github.com/c2vm/c2vm/internal/fakekernel"
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/bundle"
+	"github.com/c2vm/c2vm/internal/testkit/fakekernel"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // convertFake converts a tiny image with a fake kernel and stand-in guest assets (no VM needed).

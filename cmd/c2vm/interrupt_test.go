@@ -15,8 +15,8 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/convert/bundle"
-	it "github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/bundle"
+	it "github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // bigImage writes an OCI layout "big" with one uncompressed layer of n MiB of random data in 16 MiB

@@ -7,8 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/c2vm/c2vm/initgen/kernel"
-	"github.com/c2vm/c2vm/internal/ship"
+	"github.com/c2vm/c2vm/internal/artifact"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 func kernelCommand() *cli.Command {
@@ -45,7 +45,7 @@ func runKernelPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var kernels []ship.KernelDir
+	var kernels []artifact.KernelDir
 	if dir := c.String("dir"); dir != "" {
 		kernels, err = dirKernel(dir, c.StringSlice("arch"))
 	} else {
@@ -58,7 +58,7 @@ func runKernelPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := ship.PushKernel(c.Context, rc, kernels, c.Args().Get(0))
+	res, err := artifact.PushKernel(c.Context, rc, kernels, c.Args().Get(0))
 	if err != nil {
 		return err
 	}
@@ -66,8 +66,8 @@ func runKernelPush(c *cli.Context) error {
 }
 
 // localKernels are the c2vm kernels in the cache, by architecture (only those of archs, if any).
-func localKernels(cache string, archs []string) ([]ship.KernelDir, error) {
-	var out []ship.KernelDir
+func localKernels(cache string, archs []string) ([]artifact.KernelDir, error) {
+	var out []artifact.KernelDir
 	for _, a := range kernelArches(archs) {
 		dir := kernel.C2VMKernelDir(cache, a)
 		if _, err := os.Stat(dir); err != nil {
@@ -76,7 +76,7 @@ func localKernels(cache string, archs []string) ([]ship.KernelDir, error) {
 			}
 			return nil, fmt.Errorf("kernel push: no c2vm kernel for %s in %s: run `make kernel-c2vm` or `c2vm kernel pull`", a, dir)
 		}
-		out = append(out, ship.KernelDir{Dir: dir, Arch: a})
+		out = append(out, artifact.KernelDir{Dir: dir, Arch: a})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("kernel push: no c2vm kernel in %s: run `make kernel-c2vm` first", filepath.Dir(kernel.C2VMKernelDir(cache, "amd64")))
@@ -85,12 +85,12 @@ func localKernels(cache string, archs []string) ([]ship.KernelDir, error) {
 }
 
 // dirKernel is the kernel in dir, for the one architecture of archs (its image's when empty).
-func dirKernel(dir string, archs []string) ([]ship.KernelDir, error) {
+func dirKernel(dir string, archs []string) ([]artifact.KernelDir, error) {
 	switch len(archs) {
 	case 0:
-		return []ship.KernelDir{{Dir: dir}}, nil
+		return []artifact.KernelDir{{Dir: dir}}, nil
 	case 1:
-		return []ship.KernelDir{{Dir: dir, Arch: archs[0]}}, nil
+		return []artifact.KernelDir{{Dir: dir, Arch: archs[0]}}, nil
 	}
 	return nil, usageError("kernel push: --dir takes one --arch, got %d", len(archs))
 }
@@ -111,7 +111,7 @@ func runKernelPull(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	t, dir, err := ship.PullKernel(c.Context, rc, c.Args().Get(0), rc.CacheDir(), c.String("platform"))
+	t, dir, err := artifact.PullKernel(c.Context, rc, c.Args().Get(0), rc.CacheDir(), c.String("platform"))
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/c2vm/c2vm/internal/dockertest"
+	"github.com/c2vm/c2vm/internal/testkit/dockertest"
 )
 
 // The parity tier: real Dockerfiles built by a real docker engine, `docker run` against `c2vm run`

@@ -6,8 +6,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/c2vm/c2vm/internal/artifact"
 	"github.com/c2vm/c2vm/internal/registry"
-	"github.com/c2vm/c2vm/internal/ship"
 )
 
 func registryFlags() []cli.Flag {
@@ -41,7 +41,7 @@ func runPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := ship.Push(c.Context, rc, c.Args().Get(0), c.Args().Get(1))
+	res, err := artifact.Push(c.Context, rc, c.Args().Get(0), c.Args().Get(1))
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func runPush(c *cli.Context) error {
 }
 
 // printPushed says what a push did: REF@DIGEST and the blobs uploaded, or that as JSON (--json).
-func printPushed(c *cli.Context, ref string, res *ship.PushResult) error {
+func printPushed(c *cli.Context, ref string, res *artifact.PushResult) error {
 	if c.Bool("json") {
 		return json.NewEncoder(c.App.Writer).Encode(map[string]any{"digest": res.Digest, "uploaded": res.Uploaded, "blobs": res.Blobs})
 	}
@@ -75,7 +75,7 @@ func runPull(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := ship.Pull(c.Context, rc, c.Args().Get(0), c.Args().Get(1), c.String("platform"))
+	m, err := artifact.Pull(c.Context, rc, c.Args().Get(0), c.Args().Get(1), c.String("platform"))
 	if err != nil {
 		return err
 	}

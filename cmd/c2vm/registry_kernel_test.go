@@ -12,8 +12,8 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/convert/bundle"
-	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/bundle"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // TestRegistryKernel: the c2vm kernel built here goes through a real registry to "another host"

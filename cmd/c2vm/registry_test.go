@@ -13,11 +13,11 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert"
-	"github.com/c2vm/c2vm/convert/bundle"
-	"github.com/c2vm/c2vm/initgen/kernel"
-	it "github.com/c2vm/c2vm/internal/imagetest"
-	"github.com/c2vm/c2vm/internal/registrytest"
+	it "github.com/c2vm/c2vm/internal/testkit/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/registrytest"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // registryEnv is a TLS + htpasswd registry holding the busybox test image as app:v1 (and a

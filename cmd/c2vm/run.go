@@ -17,11 +17,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert/spec"
+	"github.com/c2vm/c2vm/internal/artifact"
 	"github.com/c2vm/c2vm/internal/launch"
 	"github.com/c2vm/c2vm/internal/registry"
-	"github.com/c2vm/c2vm/internal/ship"
 	"github.com/c2vm/c2vm/internal/vm"
 )
 
@@ -141,7 +141,7 @@ func runBundleDir(c *cli.Context, arg string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return ship.PullCached(c.Context, rc, arg, rc.CacheDir(), c.String("platform"))
+	return artifact.PullCached(c.Context, rc, arg, rc.CacheDir(), c.String("platform"))
 }
 
 // reportAccel says which accelerator a boot uses: always when KVM failed and TCG takes over, and

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/c2vm/c2vm/internal/fdio"
+	"github.com/c2vm/c2vm/internal/fileutil"
 
 	"errors"
 	"io"
@@ -49,7 +49,7 @@ func setupTerminal(c *cli.Context, cfg *vm.Config) (restore func(), err error) {
 		return watchSize(f, cfg), nil
 	}
 	var state *term.State
-	if err := fdio.Control(f, func(fd int) (err error) { state, err = term.MakeRaw(fd); return err }); err != nil {
+	if err := fileutil.Control(f, func(fd int) (err error) { state, err = term.MakeRaw(fd); return err }); err != nil {
 		return restore, errors.New("run: -t: cannot put the terminal in raw mode: " + err.Error())
 	}
 	stop := watchSize(f, cfg)
@@ -57,7 +57,7 @@ func setupTerminal(c *cli.Context, cfg *vm.Config) (restore func(), err error) {
 	return func() {
 		once.Do(func() {
 			stop()
-			fdio.Control(f, func(fd int) error { return term.Restore(fd, state) })
+			fileutil.Control(f, func(fd int) error { return term.Restore(fd, state) })
 		})
 	}, nil
 }
@@ -96,7 +96,7 @@ func watchSize(f *os.File, cfg *vm.Config) (stop func()) {
 
 func windowSize(f *os.File) (vm.WindowSize, bool) {
 	var w, h int
-	err := fdio.Control(f, func(fd int) (err error) { w, h, err = term.GetSize(fd); return err })
+	err := fileutil.Control(f, func(fd int) (err error) { w, h, err = term.GetSize(fd); return err })
 	if err != nil || w <= 0 || h <= 0 || w > 0xffff || h > 0xffff {
 		return vm.WindowSize{}, false
 	}
@@ -104,7 +104,7 @@ func windowSize(f *os.File) (vm.WindowSize, bool) {
 }
 
 func isTerminal(f *os.File) bool {
-	return fdio.Control(f, func(fd int) error {
+	return fileutil.Control(f, func(fd int) error {
 		if !term.IsTerminal(fd) {
 			return io.EOF
 		}

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 )
 
 // segvELF is a minimal static x86-64 ELF executable whose entry point loads from address 0: it dies

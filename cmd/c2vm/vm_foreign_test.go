@@ -11,9 +11,9 @@ import (
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/internal/export"
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // foreignBusybox unpacks Debian's busybox-static of arch (fetched by `make foreign` into the

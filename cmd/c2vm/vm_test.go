@@ -11,9 +11,9 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/initgen/assets"
-	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // requireVM fails (in CI) or skips (locally) a VM test when QEMU, the kernel or the guest assets are

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/c2vm/c2vm/internal/fdio"
+	"github.com/c2vm/c2vm/internal/fileutil"
 
 	"os"
 	"strconv"
@@ -23,7 +23,7 @@ func openPTY(t *testing.T, rows, cols uint16) (master, slave *os.File) {
 	}
 	t.Cleanup(func() { m.Close() })
 	var n int
-	err = fdio.Control(m, func(fd int) error {
+	err = fileutil.Control(m, func(fd int) error {
 		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
 			return err
 		}
@@ -39,7 +39,7 @@ func openPTY(t *testing.T, rows, cols uint16) (master, slave *os.File) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	if err := fdio.Control(s, func(fd int) error {
+	if err := fileutil.Control(s, func(fd int) error {
 		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 	}); err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func openPTY(t *testing.T, rows, cols uint16) (master, slave *os.File) {
 func termios(t *testing.T, f *os.File) unix.Termios {
 	t.Helper()
 	var tio *unix.Termios
-	if err := fdio.Control(f, func(fd int) (err error) { tio, err = unix.IoctlGetTermios(fd, unix.TCGETS); return err }); err != nil {
+	if err := fileutil.Control(f, func(fd int) (err error) { tio, err = unix.IoctlGetTermios(fd, unix.TCGETS); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return *tio

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	it "github.com/c2vm/c2vm/internal/imagetest"
+	it "github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // with returns e after f changed its header.

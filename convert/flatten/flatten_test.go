@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	it "github.com/c2vm/c2vm/internal/imagetest"
+	it "github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 func flattenRaw(t *testing.T, raw ...[]byte) *Tree {

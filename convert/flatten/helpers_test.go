@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	it "github.com/c2vm/c2vm/internal/imagetest"
+	it "github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // digestOf names the i-th test layer in errors.

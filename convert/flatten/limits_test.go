@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	it "github.com/c2vm/c2vm/internal/imagetest"
+	it "github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 func withXattr(e it.TarEntry, name, value string) it.TarEntry {

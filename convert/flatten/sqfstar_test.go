@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	it "github.com/c2vm/c2vm/internal/imagetest"
+	it "github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // needTool skips when a tool is missing, unless CI=true.

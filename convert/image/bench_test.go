@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 

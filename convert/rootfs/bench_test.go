@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // BenchmarkWrite writes a ~200 MiB tree (400 files of 512 KiB, half random bytes, half

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/c2vm/c2vm/convert/flatten"
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 	"golang.org/x/sys/unix"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // listSquashfs lists an image through `unsquashfs -pf` (a pseudo-file dump with full attributes,

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/internal/fakekernel"
+	"github.com/c2vm/c2vm/internal/testkit/fakekernel"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -85,7 +85,7 @@ func TestDependsErrors(t *testing.T) {
 	}
 }
 
-// TestDependsCompressed checks .ko.xz, .ko.zst and .ko.gz modules, as newer distributions ship.
+// TestDependsCompressed checks .ko.xz, .ko.zst and .ko.gz modules, as newer distributions artifact.
 func TestDependsCompressed(t *testing.T) {
 	raw := fakekernel.Module("name=foo", "depends=bar,baz-qux", "license=GPL")
 	compressors := map[string]func(*bytes.Buffer) (io.WriteCloser, error){

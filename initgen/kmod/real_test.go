@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/c2vm/c2vm/initgen/internal/realkernel"
+	"github.com/c2vm/c2vm/internal/testkit/realkernel"
 )
 
 // defaultModules is the module list c2vm loads in the guest by default.

@@ -17,8 +17,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/c2vm/c2vm/convert/bundle"
-	"github.com/c2vm/c2vm/internal/fdio"
+	"github.com/c2vm/c2vm/bundle"
+	"github.com/c2vm/c2vm/internal/fileutil"
 )
 
 // Runners, as `c2vm export --runner` takes them.
@@ -126,7 +126,7 @@ func (e *exporter) rootfs() string { return bundle.RootfsFile(e.m.RootfsFormat) 
 func (e *exporter) link(name string) error {
 	src, dst := filepath.Join(e.src, name), filepath.Join(e.dir, name)
 	if err := os.Link(src, dst); err != nil {
-		if err := fdio.CopyFile(src, dst, 0o644); err != nil {
+		if err := fileutil.CopyFile(src, dst, 0o644); err != nil {
 			return fmt.Errorf("copy %s: %w", name, err)
 		}
 	}

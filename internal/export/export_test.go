@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 )
 
 func TestWriteRefuses(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/c2vm/c2vm/bootcfg"
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/initgen"
 	"github.com/c2vm/c2vm/internal/vm"

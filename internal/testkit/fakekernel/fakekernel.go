@@ -19,7 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
-	"github.com/c2vm/c2vm/internal/imagetest"
+	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
 // Module returns a minimal ELF64 relocatable object whose .modinfo section holds fields

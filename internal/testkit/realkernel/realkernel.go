@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // Real returns the real kernel named by $C2VM_KERNEL or cached by `make kernel`, unpacked into a

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/internal/fakekernel"
+	"github.com/c2vm/c2vm/internal/testkit/fakekernel"
 )
 
 // c2vmTree writes a fake c2vm kernel tree (no modules, a config) and returns its directory.

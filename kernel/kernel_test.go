@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/internal/fakekernel"
+	"github.com/c2vm/c2vm/internal/testkit/fakekernel"
 )
 
 const testVer = "6.1.0-99-test-amd64"

@@ -1,8 +1,8 @@
-// Package ship moves bundles through registries as OCI artifacts (convert/bundle's artifact
+// Package artifact moves bundles and kernels through registries as OCI artifacts (bundle's artifact
 // format): Push uploads a verified bundle, skipping blobs the registry has; Pull resolves a
 // reference (an index by platform), downloads into a stage beside the target, verifies every blob
 // against its descriptor and every file against bundle.json, and only then renames.
-package ship
+package artifact
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/convert/bundle"
+	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/internal/registry"
 )
 

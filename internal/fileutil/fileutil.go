@@ -1,5 +1,5 @@
-// Package fdio holds the file helpers the host CLI and the guest init share.
-package fdio
+// Package fileutil holds the file helpers the host CLI and the guest init share.
+package fileutil
 
 import (
 	"errors"

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/internal/fakekernel"
+	"github.com/c2vm/c2vm/internal/testkit/fakekernel"
 )
 
 type tarFile struct {

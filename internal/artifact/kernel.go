@@ -1,4 +1,4 @@
-package ship
+package artifact
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/c2vm/c2vm/initgen/kernel"
 	"github.com/c2vm/c2vm/internal/registry"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 // KernelDir is one c2vm kernel to push: its directory and architecture ("" = its image's).

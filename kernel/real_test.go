@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c2vm/c2vm/initgen/internal/realkernel"
-	"github.com/c2vm/c2vm/initgen/kernel"
+	"github.com/c2vm/c2vm/internal/testkit/realkernel"
+	"github.com/c2vm/c2vm/kernel"
 )
 
 func TestRealKernelPackage(t *testing.T) {
