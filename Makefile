@@ -38,7 +38,7 @@ ADD_ARCH = dpkg --print-architecture | grep -qx $$a || dpkg --print-foreign-arch
 PARITY_PKGS := docker.io mmdebstrap
 TEST_PKGS   := docker-registry apache2-utils skopeo openssl
 
-.PHONY: help deps deps-build kernel kernel-c2vm kernel-c2vm-src foreign build build-only runc init guest example demo test test-go test-parity test-unit lint fuzz bench bench-go clean
+.PHONY: help deps deps-build kernel kernel-c2vm kernel-c2vm-src foreign build build-only runc init guest example demo test test-deps test-go test-unit-all test-vm test-registry test-vm-c2vm test-parity test-unit lint fuzz bench bench-go clean
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -191,21 +191,56 @@ demo: deps kernel example ## convert the example image into a bundle and boot it
 	$(BIN)/c2vm inspect $(BUILD)/hello.bundle
 	time $(BIN)/c2vm run --timeout 120s $(BUILD)/hello.bundle
 
-test: lint test-go test-parity ## the full test suite: lint, unit, fuzz seeds, VM and registry tests, docker parity
+# make test runs the tiers one after another and ends with each one's wall time (also when one
+# fails), so CI's cost is visible per tier; build/tiers.txt keeps the table.
+TIERS := $(BUILD)/tiers.txt
+# timed NAME, COMMAND: run COMMAND, append NAME and its wall time (and FAILED) to $(TIERS).
+timed = start=$$(date +%s); $(2); rc=$$?; \
+	printf '%-44s %5ss%s\n' '$(1)' $$(( $$(date +%s) - start )) "$$([ $$rc = 0 ] || echo '  FAILED')" >> $(TIERS); \
+	[ $$rc = 0 ] || { echo; echo "tier wall times:"; cat $(TIERS); exit $$rc; }
+M := $(MAKE) --no-print-directory
+
+test: ## the full test suite: lint, unit, fuzz seeds, VM and registry tests, docker parity; ends with each tier's wall time
+	@mkdir -p $(BUILD) && : > $(TIERS)
+	@$(call timed,lint (gofmt vet tidy staticcheck),$(M) lint)
+	@$(call timed,setup (packages kernels runc init build),$(M) deps kernel foreign build test-deps)
+	@$(call timed,c2vm kernel builds (amd64 arm64),$(M) kernel-c2vm)
+	@$(call timed,unit + fuzz seeds + real-part tests,$(M) test-unit-all)
+	@$(call timed,VM tests (Debian kernel),$(M) test-vm)
+	@$(call timed,registry tests (docker-registry),$(M) test-registry)
+	@$(call timed,VM tests (c2vm kernel),$(M) test-vm-c2vm)
+	@$(call timed,docker parity + services,$(M) test-parity)
+	@echo; echo "tier wall times:"; cat $(TIERS)
 
 # The VM tests that also run on the c2vm kernel (the rest check Debian-kernel specifics: its
 # modules, foreign-arch kernels).
 C2VM_KERNEL_TESTS := TestVM(RunFormats|ExitStatus|ExitContract|Publish|Volumes|Stop|StopSignal|Terminal|Stdin|ExportRunners|Faults|MemorySmall)$$
+# Test names: TestVM* boot QEMU, TestRegistry* use a real docker-registry, TestParity* a docker engine;
+# everything else is the unit tier (with the real-part tests: real kernel package, sqfstar, ...).
+TIERED := ^Test(VM|Registry|Parity)
 
-test-go: deps kernel kernel-c2vm foreign build ## unit tests, fuzz seeds, VM tests (QEMU) on both kernels, registry tests (docker-registry)
-	@$(MAKE) --no-print-directory deps DEB_PKGS="$(TEST_PKGS)"
-	$(GO) test -count=1 -timeout 60m ./...
+test-deps:
+	@$(M) deps DEB_PKGS="$(TEST_PKGS)"
+
+test-go: deps kernel kernel-c2vm foreign build test-deps ## unit tests, fuzz seeds, VM tests (QEMU) on both kernels, registry tests (docker-registry)
+	@$(M) test-unit-all test-vm test-registry test-vm-c2vm
+
+test-unit-all:
+	$(GO) test -count=1 -timeout 20m -skip '$(TIERED)' ./...
 	$(GO) test -count=1 -tags c2vm_embed ./initgen/assets
+
+test-vm:
+	$(GO) test -count=1 -timeout 40m -run '^TestVM' ./...
+
+test-registry:
+	$(GO) test -count=1 -timeout 20m -run '^TestRegistry' ./...
+
+test-vm-c2vm:
 	C2VM_KERNEL=c2vm $(GO) test -count=1 -timeout 30m -run '$(C2VM_KERNEL_TESTS)' ./cmd/c2vm
 
 test-parity: deps kernel build ## docker parity: real Dockerfiles, docker run vs c2vm run (starts its own dockerd)
-	@$(MAKE) --no-print-directory deps DEB_PKGS="$(PARITY_PKGS)"
-	C2VM_PARITY=1 $(GO) test -count=1 -timeout 40m -run '^TestParity$$' -v ./cmd/c2vm | grep -E '^(=== RUN|--- |\s+parity_test|PASS|FAIL|ok)' ; exit $${PIPESTATUS[0]}
+	@$(M) deps DEB_PKGS="$(PARITY_PKGS)"
+	C2VM_PARITY=1 $(GO) test -count=1 -timeout 40m -run '^TestParity' -v ./cmd/c2vm | grep -E '^(=== RUN|--- |\s+parity_test|PASS|FAIL|ok)' ; exit $${PIPESTATUS[0]}
 
 test-unit: ## unit tests only (no VM), unprivileged
 	$(GO) test -short ./...
