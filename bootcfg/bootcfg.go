@@ -4,6 +4,8 @@
 // rootfs and runtime spec are. The host writes it into the initrd at Path; the guest reads, validates
 // and carries it out. Everything the init does that depends on the image or the run is in here, so
 // the init itself stays generic.
+//
+// See docs/guest-contract.md (this contract in prose) and docs/architecture.md.
 package bootcfg
 
 import (

@@ -2,6 +2,8 @@
 // initrd.img and rootfs.<format> — and writes it atomically: everything is built in a temporary
 // directory beside the target and renamed into place at the end, so an interrupted or failed convert
 // never leaves a partial bundle and never touches an existing one.
+//
+// See docs/bundle-format.md and docs/architecture.md.
 package bundle
 
 import (

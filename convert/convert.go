@@ -3,6 +3,8 @@
 // root filesystem image (convert/rootfs), generates the OCI runtime spec (convert/spec) and the boot
 // config (bootcfg), builds the initrd with the guest init, static runc and kernel modules (initgen),
 // and commits the bundle directory atomically (bundle).
+//
+// See docs/architecture.md (the pipeline) and docs/usage.md (convert's flags).
 package convert
 
 import (

@@ -60,4 +60,6 @@
 //
 // With "debug": true in the boot config (convert --debug, or run --debug, which appends its boot
 // config to the initrd), each step's name and duration is logged to /dev/console.
+//
+// See docs/guest-contract.md (this contract in prose) and docs/architecture.md.
 package guestinit

@@ -2,6 +2,8 @@
 // zstd or gzip, holding the guest init as /init, a static runc, the kernel modules the boot config
 // loads (with their dependency closure and a generated modules.dep), the boot config and the OCI
 // runtime spec. The output is deterministic: the same inputs give the same bytes.
+//
+// See docs/bundle-format.md (the initrd) and docs/platforms-and-kernels.md (the guest archive).
 package initgen
 
 import (

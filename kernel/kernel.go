@@ -2,6 +2,8 @@
 // Ubuntu kernel package (.deb, read in Go and unpacked once into a cache), a metapackage whose
 // real kernel package lies beside it, a directory holding boot/vmlinuz-<version> and
 // lib/modules/<version>/, or a bare vmlinuz together with a modules directory.
+//
+// See docs/platforms-and-kernels.md.
 package kernel
 
 import (

@@ -3,6 +3,8 @@
 // without needing root. It handles OCI whiteouts and opaque directories, type replacements,
 // hardlinks across layers and hostile paths, and writes the result as a canonical tar stream that
 // rootfs writers (sqfstar, erofs, cpio) consume.
+//
+// See docs/architecture.md.
 package flatten
 
 import (

@@ -13,4 +13,6 @@
 // A tar that holds both manifest.json and index.json (what Docker ≥ 25 writes) is read as a
 // docker-archive when given as a bare path, because manifest.json lists exactly the images the
 // archive has blobs for; use the "oci-archive:" prefix to read its OCI index instead.
+//
+// See docs/usage.md (image references) and docs/architecture.md.
 package image

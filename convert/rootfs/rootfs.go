@@ -17,6 +17,8 @@
 //     copy of the content (same attributes as the target, link count 1).
 //   - initrd keeps owners, modes, mtimes (seconds), devices, fifos, symlinks and hardlinks, but a
 //     newc cpio cannot carry xattrs: they are dropped (file capabilities are lost).
+//
+// See docs/bundle-format.md (rootfs formats) and docs/performance.md.
 package rootfs
 
 import (

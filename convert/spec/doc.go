@@ -7,4 +7,6 @@
 // that converts the image (its CPU count, kernel version or architecture).
 //
 // It also extracts the image metadata later stages need (ports, volumes, labels, stop signal).
+//
+// See docs/guest-contract.md and docs/architecture.md.
 package spec

@@ -3,6 +3,8 @@
 // `-tags c2vm_embed` (what `make build` does) carries them inside (files/<arch>/); otherwise they
 // are looked up in <dir>/<arch>/ (and, for the host's architecture, in <dir> itself) for dir =
 // $C2VM_LIBDIR, the executable's directory and ../lib/c2vm relative to it.
+//
+// See docs/platforms-and-kernels.md (guest architectures, the guest archive).
 package assets
 
 import (

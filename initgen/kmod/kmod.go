@@ -2,6 +2,8 @@
 // .modinfo ELF section, an index of the modules below a lib/modules/<version> directory, the
 // dependency closure of a set of modules, and a modules.dep file for them. It needs no depmod and
 // no running kernel, so the converter can build an initrd's module set from a kernel package alone.
+//
+// See docs/platforms-and-kernels.md.
 package kmod
 
 import (

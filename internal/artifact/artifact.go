@@ -2,6 +2,8 @@
 // format): Push uploads a verified bundle, skipping blobs the registry has; Pull resolves a
 // reference (an index by platform), downloads into a stage beside the target, verifies every blob
 // against its descriptor and every file against bundle.json, and only then renames.
+//
+// See docs/registries.md (the artifact formats).
 package artifact
 
 import (

@@ -4,6 +4,8 @@
 // lives in its own directory with the bundle's files hard-linked (or copied) in, and paths
 // relative to it; the guest finds its rootfs by identity and reports the workload's exit status on
 // the console, so no c2vm-specific device layout is needed.
+//
+// See docs/vmms.md (the runners and how each is tested).
 package export
 
 import (

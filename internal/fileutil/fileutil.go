@@ -1,4 +1,6 @@
 // Package fileutil holds the file helpers the host CLI and the guest init share.
+//
+// See docs/architecture.md.
 package fileutil
 
 import (

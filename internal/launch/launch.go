@@ -2,6 +2,8 @@
 // hostname, network) without rewriting the bundle — the new boot config and runtime spec travel in a
 // small cpio appended to a temporary copy of the initrd, which the kernel unpacks over the bundle's
 // own — and hands the VM to internal/vm.
+//
+// See docs/usage.md (run's flags, volumes, networking) and docs/architecture.md.
 package launch
 
 import (

@@ -5,6 +5,8 @@
 // hosts. Blobs pass through a content-addressed cache (containerd's local content store: written
 // to an ingest file, verified by digest and size, then renamed), so concurrent users never see a
 // partial blob and a digest reference works with the registry down.
+//
+// See docs/registries.md.
 package registry
 
 import (

@@ -2,6 +2,9 @@
 // workload's stdout, stderr and stdin travel on their own virtio-serial ports, so the host's stdout
 // holds exactly what the workload wrote; the kernel and firmware console goes to a separate log; the
 // guest init reports the exit status on a status port that also carries stop requests to the guest.
+//
+// See docs/usage.md (accelerator, memory, networking), docs/guest-contract.md (ports) and
+// docs/architecture.md.
 package vm
 
 import (

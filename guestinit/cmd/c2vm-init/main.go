@@ -1,5 +1,7 @@
 // Command c2vm-init is the c2vm guest init: the kernel runs it as /init (PID 1) from the initrd.
 // See package guestinit for what it does and the initrd layout it expects.
+//
+// See docs/guest-contract.md.
 package main
 
 import (

@@ -2,6 +2,8 @@
 // /sbin/runc, /dev/null) uncompressed to stdout, for the build to compress once:
 //
 //	go run ./initgen/cmd/mkguest bin/amd64 | zstd -19 --zstd=wlog=23 > bin/amd64/guest.cpio.zst
+//
+// See docs/platforms-and-kernels.md (the guest archive).
 package main
 
 import (

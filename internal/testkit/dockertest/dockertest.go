@@ -2,6 +2,8 @@
 // on its own data root and socket, without networking, stopped when the test ends — and builds the
 // offline base images the parity Dockerfiles start from (mmdebstrap | docker import, cached under
 // the user cache dir by their inputs).
+//
+// See docs/testing.md (the parity tier).
 package dockertest
 
 import (

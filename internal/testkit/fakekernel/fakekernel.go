@@ -1,6 +1,8 @@
 // Package fakekernel builds synthetic kernel inputs for tests: ELF kernel modules with a .modinfo
 // section, bzImage-like kernel images, module trees and Debian packages (ar + data.tar.*), so
 // initgen's tests run without a real kernel package.
+//
+// See docs/testing.md.
 package fakekernel
 
 import (

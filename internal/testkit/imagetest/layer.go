@@ -1,5 +1,7 @@
 // Package imagetest builds synthetic container images for tests: tar layers (this file) and image
 // layouts and archives (image.go), all in memory, so tests never need docker or network access.
+//
+// See docs/testing.md.
 package imagetest
 
 import (

@@ -1,4 +1,6 @@
 // Package realkernel finds the real kernel package for tests that need one.
+//
+// See docs/testing.md.
 package realkernel
 
 import (

@@ -1,6 +1,8 @@
 // Package registrytest runs the CNCF distribution registry (Debian's docker-registry) for tests,
 // on 127.0.0.1, with TLS from a throwaway CA and htpasswd authentication when asked, and stops it
 // when the test ends. No mock: the real server is the point.
+//
+// See docs/testing.md (the registry tier).
 package registrytest
 
 import (
