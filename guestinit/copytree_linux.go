@@ -50,6 +50,29 @@ func (l *Linux) CopyTree(src, dst string) error {
 	})
 }
 
+// CopyOwnership gives dst the owner of src, and its permission bits when the modes differ, as
+// docker's copyOwnership does to a volume's root on every run: a chown only when the owner
+// differs, a chmod to src's permission bits only (docker passes the raw st_mode to os.Chmod, which
+// keeps no setuid, setgid or sticky bit from it).
+func (l *Linux) CopyOwnership(src, dst string) error {
+	var s, d unix.Stat_t
+	if err := unix.Stat(src, &s); err != nil {
+		return err
+	}
+	if err := unix.Stat(dst, &d); err != nil {
+		return err
+	}
+	if s.Uid != d.Uid || s.Gid != d.Gid {
+		if err := unix.Chown(dst, int(s.Uid), int(s.Gid)); err != nil {
+			return err
+		}
+	}
+	if s.Mode != d.Mode {
+		return unix.Chmod(dst, s.Mode&0o777)
+	}
+	return nil
+}
+
 func copyEntry(src, dst string, st *unix.Stat_t, top bool, links map[[2]uint64]string) error {
 	mode := st.Mode & unix.S_IFMT
 	if mode != unix.S_IFDIR && st.Nlink > 1 {

@@ -69,3 +69,46 @@ func TestCopyTree(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyOwnership gives a volume root the image directory's owner and permission bits, without
+// its sticky bit (as docker's os.Chmod of the raw mode), and changes nothing when they agree.
+func TestCopyOwnership(t *testing.T) {
+	tests := []struct {
+		name     string
+		src, dst os.FileMode
+		want     os.FileMode
+	}{
+		{"mode", 0o700, 0o755, 0o700},
+		{"sticky dropped", os.ModeSticky | 0o777, 0o755, 0o777},
+		{"same", 0o750, 0o750, 0o750},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, dst := t.TempDir(), t.TempDir()
+			if err := os.Chmod(src, tt.src); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dst, tt.dst); err != nil {
+				t.Fatal(err)
+			}
+			uid, gid := os.Getuid(), os.Getgid()
+			if uid == 0 { // root can give the volume another owner, as the init does
+				uid, gid = 999, 998
+				if err := os.Chown(src, uid, gid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := (&Linux{}).CopyOwnership(src, dst); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if fi.Mode() != os.ModeDir|tt.want || int(st.Uid) != uid || int(st.Gid) != gid {
+				t.Errorf("volume root %v %d:%d, want %v %d:%d", fi.Mode(), st.Uid, st.Gid, os.ModeDir|tt.want, uid, gid)
+			}
+		})
+	}
+}

@@ -101,6 +101,9 @@ func (f *fakeSystem) MkdirAll(path string, perm os.FileMode) error {
 }
 func (f *fakeSystem) Lstat(path string) (os.FileInfo, error) { return os.Lstat(f.p(path)) }
 func (f *fakeSystem) CopyTree(src, dst string) error         { return f.record("copytree %s %s", src, dst) }
+func (f *fakeSystem) CopyOwnership(src, dst string) error {
+	return f.record("copyownership %s %s", src, dst)
+}
 func (f *fakeSystem) Lsetxattr(path, name string, value []byte) error {
 	return f.record("setxattr %s %s %q", path, name, value)
 }

@@ -30,6 +30,9 @@ type System interface {
 	// CopyTree copies the tree at src into the existing directory dst, keeping every attribute
 	// (see Linux.CopyTree).
 	CopyTree(src, dst string) error
+	// CopyOwnership gives dst the owner and permissions of src, as docker gives a volume's root
+	// those of the image's directory on every run (see Linux.CopyOwnership).
+	CopyOwnership(src, dst string) error
 	// CopyFile copies a regular file, streaming (runc is ~10 MB).
 	CopyFile(src, dst string, perm os.FileMode) error
 	OpenFile(path string, flag int, perm os.FileMode) (*os.File, error)

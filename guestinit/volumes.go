@@ -60,12 +60,14 @@ func mountVolume(st *State, i int, v bootcfg.Volume) error {
 	return nil
 }
 
-// copyUp copies the image's content at the volume's target into the volume. A target the image
-// does not have as a real directory (absent, or a symlink, which docker would resolve in the
-// container) leaves the volume empty.
+// copyUp fills the volume from the image as docker does on every run with a volume: the content
+// of the image's directory at the target when the volume is empty, then the directory's owner and
+// permissions for the volume's root (docker's copyExistingContents). A target the image does not
+// have as a real directory (absent, or a symlink, which docker would resolve in the container)
+// leaves the volume as it is.
 func copyUp(st *State, i int, v bootcfg.Volume) error {
 	root := path.Join(st.Cfg.Container.BundleDir, "rootfs")
-	src := root
+	src, dst := root, volumeDir(i)
 	for _, part := range strings.Split(strings.Trim(path.Clean(v.Target), "/"), "/") {
 		src = path.Join(src, part)
 		fi, err := st.Sys.Lstat(src)
@@ -73,7 +75,22 @@ func copyUp(st *State, i int, v bootcfg.Volume) error {
 			return nil
 		}
 	}
-	return st.Sys.CopyTree(src, volumeDir(i))
+	content, err := st.Sys.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if len(content) > 0 {
+		have, err := st.Sys.ReadDir(dst)
+		if err != nil {
+			return err
+		}
+		if len(have) == 0 {
+			if err := st.Sys.CopyTree(src, dst); err != nil {
+				return err
+			}
+		}
+	}
+	return st.Sys.CopyOwnership(src, dst)
 }
 
 func volumeDir(i int) string { return path.Join(bootcfg.VolumesDir, strconv.Itoa(i)) }

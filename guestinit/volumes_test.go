@@ -2,6 +2,7 @@ package guestinit
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -123,6 +124,53 @@ func TestBootDiskFailures(t *testing.T) {
 				if !strings.Contains(first, w) {
 					t.Errorf("console first line %q lacks %q", first, w)
 				}
+			}
+		})
+	}
+}
+
+// TestCopyUp follows docker's rules for a volume on every run: the image directory's content only
+// into an empty volume, its owner and mode always, nothing for a target the image lacks or has
+// as a symlink.
+func TestCopyUp(t *testing.T) {
+	const rootfs, vol = "/run/c2vm/bundle/rootfs", "/run/c2vm/volumes/0"
+	tests := []struct {
+		name   string
+		target string
+		setup  func(t *testing.T, f *fakeSystem)
+		want   []string
+	}{
+		{"new volume", "/var/lib/db", func(t *testing.T, f *fakeSystem) {
+			f.file(t, rootfs+"/var/lib/db/seed", "x")
+		}, []string{"copytree " + rootfs + "/var/lib/db " + vol, "copyownership " + rootfs + "/var/lib/db " + vol}},
+		{"volume with data", "/var/lib/db", func(t *testing.T, f *fakeSystem) {
+			f.file(t, rootfs+"/var/lib/db/seed", "x")
+			f.file(t, vol+"/PG_VERSION", "15")
+		}, []string{"copyownership " + rootfs + "/var/lib/db " + vol}},
+		{"empty image directory", "/var/lib/db", func(t *testing.T, f *fakeSystem) {
+			f.MkdirAll(rootfs+"/var/lib/db", 0o755)
+		}, []string{"copyownership " + rootfs + "/var/lib/db " + vol}},
+		{"absent in the image", "/var/lib/db", func(t *testing.T, f *fakeSystem) {
+			f.MkdirAll(rootfs+"/var/lib", 0o755)
+		}, nil},
+		{"symlink in the image", "/data/x", func(t *testing.T, f *fakeSystem) {
+			f.file(t, rootfs+"/srv/x/seed", "x")
+			f.Symlink("srv", rootfs+"/data")
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			cfg := bootcfg.Default()
+			cfg.Container.Volumes = []bootcfg.Volume{{Target: tt.target, FSType: "ext4", Device: "/dev/vdb", CopyUp: true}}
+			f.MkdirAll(vol, 0o755)
+			tt.setup(t, f)
+			f.calls = nil
+			if err := copyUp(&State{Sys: f, Cfg: &cfg}, 0, cfg.Container.Volumes[0]); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(f.calls, tt.want) {
+				t.Errorf("calls %q, want %q", f.calls, tt.want)
 			}
 		})
 	}

@@ -116,13 +116,15 @@ func attachVolumes(ctx context.Context, boot *bootcfg.Config, imageVolumes map[s
 	var disks []vm.Disk
 	var vols []bootcfg.Volume
 	for i, v := range opts.Volumes {
-		file, created, err := volumeFile(ctx, v, opts.VolumeSize, uid, gid)
+		file, err := volumeFile(ctx, v, opts.VolumeSize, uid, gid)
 		if err != nil {
 			return nil, err
 		}
 		serial := volumeSerialPrefix + strconv.Itoa(i)
 		disks = append(disks, vm.Disk{Path: file, ReadOnly: v.ReadOnly, Serial: serial})
-		vols = append(vols, bootcfg.Volume{Target: v.Target, FSType: "ext4", Serial: serial, ReadOnly: v.ReadOnly, CopyUp: created && !v.ReadOnly})
+		// As docker does on every run with a named volume: the init fills it from the image when
+		// it is empty and gives its root the owner and mode of the image's directory.
+		vols = append(vols, bootcfg.Volume{Target: v.Target, FSType: "ext4", Serial: serial, ReadOnly: v.ReadOnly, CopyUp: v.Named() && !v.ReadOnly})
 	}
 	for _, t := range opts.Tmpfs {
 		vols = append(vols, bootcfg.Volume{Target: t, FSType: bootcfg.FSTypeTmpfs})
@@ -166,27 +168,28 @@ func workloadOwner(rs *specs.Spec) (uint32, uint32) {
 }
 
 // volumeFile returns the disk image for v: the given image, or the named volume's, created on first
-// use with its root owned by uid:gid (then created is true: the guest fills it from the image).
-func volumeFile(ctx context.Context, v Volume, size int64, uid, gid uint32) (file string, created bool, err error) {
+// use, empty, with its root owned by uid:gid (the guest then gives it the owner and mode of the
+// image's directory at the target, when the image has one).
+func volumeFile(ctx context.Context, v Volume, size int64, uid, gid uint32) (string, error) {
 	if !v.Named() {
 		abs, err := filepath.Abs(v.Source)
 		if err != nil {
-			return "", false, fmt.Errorf("volume %s: %w", v.Source, err)
+			return "", fmt.Errorf("volume %s: %w", v.Source, err)
 		}
 		if err := checkImage(abs); err != nil {
-			return "", false, fmt.Errorf("volume %s: %w", v.Source, err)
+			return "", fmt.Errorf("volume %s: %w", v.Source, err)
 		}
-		return abs, false, nil
+		return abs, nil
 	}
 	dir, err := VolumesDir()
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
-	file = filepath.Join(dir, v.Source+".img")
-	if created, err = ensureImage(ctx, file, size, uid, gid); err != nil {
-		return "", false, fmt.Errorf("volume %s: %w", v.Source, err)
+	file := filepath.Join(dir, v.Source+".img")
+	if _, err := ensureImage(ctx, file, size, uid, gid); err != nil {
+		return "", fmt.Errorf("volume %s: %w", v.Source, err)
 	}
-	return file, created, nil
+	return file, nil
 }
 
 func persistFile(ctx context.Context, dir string, size int64) (string, error) {
@@ -216,8 +219,10 @@ func checkImage(file string) error {
 	return nil
 }
 
-// ensureImage creates file as a sparse ext4 image of size bytes whose root is owned by uid:gid,
-// unless it exists; created says whether this call made it. The image appears atomically: it is
+// ensureImage creates file as a sparse ext4 image of size bytes whose root is empty (no
+// lost+found: a docker volume starts empty, and postgres's initdb, mariadb-install-db and the like
+// refuse a data directory that is not) and owned by uid:gid, unless it exists; created says
+// whether this call made it. The image appears atomically: it is
 // made under a temporary name and linked into place.
 func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) (created bool, err error) {
 	if _, err := os.Stat(file); err == nil {
@@ -228,7 +233,11 @@ func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) 
 	if size <= 0 {
 		size = DefaultVolumeSize
 	}
-	mkfs, err := mkfsPath()
+	mkfs, err := e2fsTool("mkfs.ext4")
+	if err != nil {
+		return false, err
+	}
+	debugfs, err := e2fsTool("debugfs")
 	if err != nil {
 		return false, err
 	}
@@ -252,6 +261,9 @@ func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) 
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return false, fmt.Errorf("mkfs.ext4 %s: %w: %s", file, err, strings.TrimSpace(string(out)))
 	}
+	if err := removeLostFound(ctx, debugfs, tmp.Name()); err != nil {
+		return false, fmt.Errorf("%s: %w", file, err)
+	}
 	// Link, not rename: when another run made the same volume meanwhile, keep (and use) its image
 	// rather than replace a file a running VM may already have open.
 	if err := os.Link(tmp.Name(), file); errors.Is(err, os.ErrExist) {
@@ -262,15 +274,35 @@ func ensureImage(ctx context.Context, file string, size int64, uid, gid uint32) 
 	return true, checkImage(file)
 }
 
-// mkfsPath finds mkfs.ext4, also in the sbin directories a non-root PATH may lack.
-func mkfsPath() (string, error) {
-	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
+// removeLostFound removes the empty lost+found that mkfs.ext4 puts in a new filesystem's root
+// (e2fsck makes one again only when it has something to put there).
+func removeLostFound(ctx context.Context, debugfs, img string) error {
+	out, err := exec.CommandContext(ctx, debugfs, "-w", "-R", "rmdir lost+found", img).CombinedOutput()
+	// debugfs exits 0 when its command fails; anything but its banner is an error.
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !strings.HasPrefix(line, "debugfs ") {
+			msgs = append(msgs, line)
+		}
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("debugfs rmdir lost+found: %w: %s", err, strings.Join(msgs, "; "))
+	case len(msgs) > 0:
+		return fmt.Errorf("debugfs rmdir lost+found: %s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// e2fsTool finds an e2fsprogs tool, also in the sbin directories a non-root PATH may lack.
+func e2fsTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	for _, p := range []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"} {
+	for _, p := range []string{"/usr/sbin/" + name, "/sbin/" + name} {
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	return "", errors.New("mkfs.ext4 not found: install Debian package e2fsprogs")
+	return "", fmt.Errorf("%s not found: install Debian package e2fsprogs", name)
 }

@@ -126,7 +126,7 @@ func TestAttachVolumes(t *testing.T) {
 	}
 	wantVols := []bootcfg.Volume{
 		{Target: "/in", FSType: "ext4", Serial: "c2vm-vol0", ReadOnly: true},
-		{Target: "/cache", FSType: "ext4", Serial: "c2vm-vol1", CopyUp: true}, // made by this run
+		{Target: "/cache", FSType: "ext4", Serial: "c2vm-vol1", CopyUp: true}, // a named volume
 		{Target: "/logs", FSType: "tmpfs", CopyUp: true},
 		{Target: "/var/lib/x", FSType: "tmpfs", CopyUp: true},
 	}
@@ -152,6 +152,11 @@ func TestAttachVolumes(t *testing.T) {
 	if got := rootOwner(t, upper); got != "0 0" {
 		t.Errorf("persist disk root owner %q, want 0 0", got)
 	}
+	for _, f := range []string{named, upper} {
+		if got := rootEntries(t, f); len(got) != 0 {
+			t.Errorf("%s: root holds %v, want it empty (as a new docker volume)", filepath.Base(f), got)
+		}
+	}
 	mark := []byte("kept")
 	f, err := os.OpenFile(named, os.O_WRONLY, 0)
 	if err != nil {
@@ -159,9 +164,9 @@ func TestAttachVolumes(t *testing.T) {
 	}
 	f.WriteAt(mark, 60<<20)
 	f.Close()
-	again, _ := attach() // reuse: the images are not made again, nor filled again
-	if again.Container.Volumes[1].CopyUp {
-		t.Error("an existing named volume is filled from the image again")
+	again, _ := attach() // reuse: the images are not made again
+	if !again.Container.Volumes[1].CopyUp {
+		t.Error("a named volume in use again is not given to the guest to fill when empty and to take the image directory's owner and mode (docker does both on every run)")
 	}
 	got := make([]byte, len(mark))
 	f, _ = os.Open(named)
@@ -194,12 +199,30 @@ func TestAttachVolumesErrors(t *testing.T) {
 
 func needMkfs(t *testing.T) {
 	t.Helper()
-	if _, err := mkfsPath(); err != nil {
+	if _, err := e2fsTool("mkfs.ext4"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
 		}
 		t.Skip(err) // not in CI: fails above
 	}
+}
+
+// rootEntries lists the root directory of an ext4 image, read with debugfs, without . and ..
+func rootEntries(t *testing.T, img string) []string {
+	t.Helper()
+	out, err := exec.Command("/usr/sbin/debugfs", "-R", "ls /", img).Output()
+	if err != nil {
+		t.Fatalf("debugfs: %v", err)
+	}
+	var names []string
+	// "ls" prints "INODE (REC_LEN) NAME" triples.
+	f := strings.Fields(string(out))
+	for i := 2; i < len(f); i += 3 {
+		if f[i] != "." && f[i] != ".." {
+			names = append(names, f[i])
+		}
+	}
+	return names
 }
 
 // rootOwner returns "UID GID" of an ext4 image's root directory, read with debugfs.
