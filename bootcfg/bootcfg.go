@@ -153,9 +153,10 @@ type Volume struct {
 	Serial   string `json:"serial,omitempty"` // virtio-blk serial of the disk (/sys/block/*/serial)
 	Device   string `json:"device,omitempty"` // block device of the disk when no Serial, e.g. /dev/vdb
 	ReadOnly bool   `json:"readOnly,omitempty"`
-	// CopyUp fills a new volume from the image, as docker does: the init copies what the
-	// container's rootfs has at Target (owner and mode of the directory too) into the volume
-	// before the container starts. Set for image VOLUMEs and for named volumes made by this run.
+	// CopyUp fills the volume from the image, as docker does on every run: before the container
+	// starts, the init copies what the container's rootfs has at Target into the volume when the
+	// volume is empty, then gives the volume's root the directory's owner and permissions. Set
+	// for image VOLUMEs and read-write named volumes.
 	CopyUp bool `json:"copyUp,omitempty"`
 }
 
