@@ -29,6 +29,7 @@ import (
 	"github.com/c2vm/c2vm/initgen"
 	"github.com/c2vm/c2vm/initgen/assets"
 	"github.com/c2vm/c2vm/initgen/kmod"
+	"github.com/c2vm/c2vm/internal/cachedir"
 	"github.com/c2vm/c2vm/kernel"
 )
 
@@ -54,7 +55,7 @@ type Options struct {
 	Platform     string // os/arch[/variant]; "" = host
 	Kernel       string // kernel .deb, directory or vmlinuz; "" = kernel.Default
 	ModulesDir   string // with a bare vmlinuz
-	CacheDir     string // "" = the user cache dir
+	CacheDir     string // cache root (internal/cachedir); "" = cachedir.Default()
 	RootfsFormat string // squashfs (default), erofs, initrd
 	MemoryMiB    int
 	CPUs         int
@@ -245,20 +246,13 @@ func (c *conversion) emulatorDir(vm string) (dir, hint string, err error) {
 	if vm == runtime.GOARCH {
 		return "", "", nil
 	}
-	cache, err := c.cacheDir()
+	cache, err := cachedir.Or(c.opts.CacheDir)
 	if err != nil {
 		return "", "", err
 	}
-	root := filepath.Join(cache, "emulators", vm)
+	root := filepath.Join(cache.Emulators(), vm)
 	hint = fmt.Sprintf("run `make foreign`, or apt-get download qemu-user-static:%s and dpkg -x it into %s", vm, root)
 	return filepath.Join(root, "usr", "bin"), hint, nil
-}
-
-func (c *conversion) cacheDir() (string, error) {
-	if c.opts.CacheDir != "" {
-		return c.opts.CacheDir, nil
-	}
-	return kernel.DefaultCacheDir()
 }
 
 // initrdHeadroomMiB is what a guest needs besides an initrd-format rootfs: the kernel's image and

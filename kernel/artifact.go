@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/c2vm/c2vm/internal/cachedir"
 )
 
 // A c2vm kernel travels through registries as an OCI 1.1 artifact: the Tree below is its config,
@@ -25,7 +27,6 @@ const (
 	ModulesBuiltinMedia   = "application/vnd.c2vm.kernel.modules-builtin.v1"
 	treeSchemaVersion     = 1
 	maxTreeFileSize       = 256 << 20
-	c2vmKernelDirName     = "kernel-c2vm"
 	pulledKernelDirPrefix = "pulled-"
 )
 
@@ -155,12 +156,12 @@ func (t *Tree) Check(arch string) error {
 // C2VMKernelDir is where the c2vm kernel of arch lives in cacheDir: a symbolic link to the build
 // (`make kernel-c2vm`) or the pulled artifact in use.
 func C2VMKernelDir(cacheDir, arch string) string {
-	return filepath.Join(cacheDir, c2vmKernelDirName, arch)
+	return filepath.Join(cachedir.Dir(cacheDir).C2VMKernels(), arch)
 }
 
 // PulledDir is where a pulled kernel artifact is kept in cacheDir, by its manifest digest.
 func PulledDir(cacheDir, manifestDigest string) string {
-	return filepath.Join(cacheDir, c2vmKernelDirName, pulledKernelDirPrefix+manifestDigest)
+	return filepath.Join(cachedir.Dir(cacheDir).C2VMKernels(), pulledKernelDirPrefix+manifestDigest)
 }
 
 // Activate makes dir (directly in cacheDir's kernel-c2vm/) the c2vm kernel of arch (one of
@@ -169,7 +170,7 @@ func Activate(cacheDir, arch, dir string) error {
 	if !slices.Contains(TreeArches, arch) {
 		return fmt.Errorf("activate kernel: architecture %q: c2vm kernels are %v", arch, TreeArches)
 	}
-	parent := filepath.Join(cacheDir, c2vmKernelDirName)
+	parent := cachedir.Dir(cacheDir).C2VMKernels()
 	if filepath.Dir(dir) != parent {
 		return fmt.Errorf("activate kernel: %s is not in %s", dir, parent)
 	}

@@ -31,7 +31,7 @@ func fromDebHop(ctx context.Context, deb string, opts Options, followMeta bool) 
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(cache, "kernels", sum)
+	dir := filepath.Join(cache.UnpackedKernels(), sum)
 	if _, err := os.Stat(dir); err != nil {
 		if err := unpackDeb(ctx, deb, dir); err != nil {
 			return nil, err

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/c2vm/c2vm/internal/cachedir"
 )
 
 // Kernel is a kernel image and the module tree that belongs to it.
@@ -28,8 +30,8 @@ type Kernel struct {
 
 // Options tunes Load and Default. The zero value is the sensible default.
 type Options struct {
-	// CacheDir holds unpacked kernel packages (CacheDir/kernels/<sha256 of the .deb>/) and the
-	// packages `make kernel` downloads (CacheDir/kernel/). "" means DefaultCacheDir().
+	// CacheDir is the cache root (see internal/cachedir): it holds the packages `make kernel`
+	// downloads, unpacked kernel packages and the c2vm kernels. "" means cachedir.Default().
 	CacheDir string
 	// ModulesDir is the module tree for a bare vmlinuz: lib/modules/<version> or its parent.
 	ModulesDir string
@@ -41,15 +43,6 @@ type Options struct {
 // EnvKernel names the environment variable Default reads first.
 const EnvKernel = "C2VM_KERNEL"
 
-// DefaultCacheDir returns $XDG_CACHE_HOME/c2vm, or ~/.cache/c2vm when XDG_CACHE_HOME is unset.
-func DefaultCacheDir() (string, error) {
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("find cache dir: %w", err)
-	}
-	return filepath.Join(d, "c2vm"), nil
-}
-
 // arch is the guest architecture Default and the c2vm kernel are for.
 func (o Options) arch() string {
 	if o.Arch == "" {
@@ -58,12 +51,7 @@ func (o Options) arch() string {
 	return o.Arch
 }
 
-func (o Options) cacheDir() (string, error) {
-	if o.CacheDir != "" {
-		return o.CacheDir, nil
-	}
-	return DefaultCacheDir()
-}
+func (o Options) cacheDir() (cachedir.Dir, error) { return cachedir.Or(o.CacheDir) }
 
 // Load finds the kernel that src names: a kernel .deb (or a metapackage .deb with its kernel
 // package beside it), a directory with boot/vmlinuz-* and lib/modules/<version>/, or a vmlinuz
@@ -117,7 +105,7 @@ func c2vmDir(opts Options) (string, error) {
 		return "", err
 	}
 	arch := opts.arch()
-	dir := C2VMKernelDir(cache, arch)
+	dir := C2VMKernelDir(cache.Path(), arch)
 	if _, err := os.Stat(dir); err != nil {
 		return "", fmt.Errorf("kernel %s: %w for %s in %s: run `make kernel-c2vm`, `c2vm kernel pull REF`, or pass another --kernel", C2VM, ErrNoKernel, arch, dir)
 	}
@@ -140,7 +128,7 @@ func Default(ctx context.Context, opts Options) (*Kernel, error) {
 		return nil, err
 	}
 	arch := opts.arch()
-	dir := filepath.Join(cache, "kernel")
+	dir := cache.KernelPackages()
 	deb, err := newestDeb(dir, arch)
 	if err != nil {
 		return nil, err

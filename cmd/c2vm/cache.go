@@ -8,14 +8,19 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/urfave/cli/v2"
+
+	"github.com/c2vm/c2vm/internal/cachedir"
 )
 
 // cacheParts are the registry cache's directories (kernels stay: make kernel fetched them).
-var cacheParts = []struct{ dir, what string }{
-	{"blobs", "registry blobs (content-addressed)"},
-	{"bundles", "bundles pulled by c2vm run REF"},
-	{"refs", "references last resolved (for an unreachable registry)"},
-	{"ingest", "partial downloads"},
+var cacheParts = []struct {
+	dir  func(cachedir.Dir) string
+	what string
+}{
+	{cachedir.Dir.Blobs, "registry blobs (content-addressed)"},
+	{cachedir.Dir.PulledBundles, "bundles pulled by c2vm run REF"},
+	{cachedir.Dir.Refs, "references last resolved (for an unreachable registry)"},
+	{cachedir.Dir.Ingest, "partial downloads"},
 }
 
 func cacheCommand() *cli.Command {
@@ -36,12 +41,13 @@ func runCacheLs(c *cli.Context) error {
 	}
 	var total int64
 	for _, p := range cacheParts {
-		n, size, err := du(filepath.Join(rc.CacheDir(), p.dir))
+		dir := p.dir(cachedir.Dir(rc.CacheDir()))
+		n, size, err := du(dir)
 		if err != nil {
 			return fmt.Errorf("cache ls: %w", err)
 		}
 		total += size
-		fmt.Fprintf(c.App.Writer, "%-8s %5d files %9s  %s\n", p.dir, n, units.HumanSize(float64(size)), p.what)
+		fmt.Fprintf(c.App.Writer, "%-8s %5d files %9s  %s\n", filepath.Base(dir), n, units.HumanSize(float64(size)), p.what)
 	}
 	fmt.Fprintf(c.App.Writer, "%-8s %15s  in %s\n", "total", units.HumanSize(float64(total)), rc.CacheDir())
 	return nil
@@ -54,7 +60,7 @@ func runCachePrune(c *cli.Context) error {
 	}
 	var freed int64
 	for _, p := range cacheParts {
-		dir := filepath.Join(rc.CacheDir(), p.dir)
+		dir := p.dir(cachedir.Dir(rc.CacheDir()))
 		_, size, _ := du(dir)
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("cache prune: %w", err)

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/c2vm/c2vm/internal/artifact"
+	"github.com/c2vm/c2vm/internal/cachedir"
 	"github.com/c2vm/c2vm/kernel"
 )
 
@@ -41,7 +42,7 @@ func runKernelPush(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageError("kernel push: want one registry reference (flags go before it), got %d arguments", c.NArg())
 	}
-	cache, err := kernel.DefaultCacheDir()
+	cache, err := cachedir.Default()
 	if err != nil {
 		return err
 	}
@@ -49,7 +50,7 @@ func runKernelPush(c *cli.Context) error {
 	if dir := c.String("dir"); dir != "" {
 		kernels, err = dirKernel(dir, c.StringSlice("arch"))
 	} else {
-		kernels, err = localKernels(cache, c.StringSlice("arch"))
+		kernels, err = localKernels(cache.Path(), c.StringSlice("arch"))
 	}
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/c2vm/c2vm/internal/cachedir"
 	"github.com/c2vm/c2vm/internal/export"
 	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 	"github.com/c2vm/c2vm/kernel"
@@ -20,13 +21,13 @@ import (
 // cache) and returns its binary.
 func foreignBusybox(t *testing.T, arch string) string {
 	t.Helper()
-	cache, err := kernel.DefaultCacheDir()
+	cache, err := cachedir.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	debs, _ := filepath.Glob(filepath.Join(cache, "debs", "busybox-static_*_"+arch+".deb"))
+	debs, _ := filepath.Glob(filepath.Join(cache.Debs(), "busybox-static_*_"+arch+".deb"))
 	if len(debs) == 0 {
-		require(t, "foreign-architecture VM", []string{"busybox-static:" + arch + " in " + filepath.Join(cache, "debs") + " (make foreign)"})
+		require(t, "foreign-architecture VM", []string{"busybox-static:" + arch + " in " + cache.Debs() + " (make foreign)"})
 	}
 	dir := t.TempDir()
 	if out, err := exec.Command("dpkg", "-x", debs[0], dir).CombinedOutput(); err != nil {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/c2vm/c2vm/internal/cachedir"
 )
 
 // Client is Debian docker.io's client, which has BuildKit built in (a docker >= 23 client first
@@ -163,13 +165,14 @@ func mmdebstrap(args []string, dst string) error {
 	return os.Rename(tmp.Name(), dst)
 }
 
-// CacheDir is the parity cache: $XDG_CACHE_HOME/c2vm/parity, else ~/.cache/c2vm/parity.
+// CacheDir is the parity cache: $XDG_CACHE_HOME/c2vm/parity, else ~/.cache/c2vm/parity (under
+// the temporary directory when neither is known).
 func CacheDir() string {
-	base, err := os.UserCacheDir()
+	d, err := cachedir.Default()
 	if err != nil {
-		base = os.TempDir()
+		d = cachedir.Dir(filepath.Join(os.TempDir(), "c2vm"))
 	}
-	return filepath.Join(base, "c2vm", "parity")
+	return d.Parity()
 }
 
 // Save writes image as a docker-archive at path.
