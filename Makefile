@@ -253,6 +253,16 @@ lint: ## gofmt, go vet, go mod tidy -diff and staticcheck (pinned)
 	$(GO) mod tidy -diff
 	GOFLAGS= $(GO) run $(STATICCHECK) ./...
 
+# The agent contract's generated code (agent/*.pb.go) is committed; this regenerates it with Debian's
+# protoc and the two plugins at the versions go.mod pins (protobuf, ttrpc).
+.PHONY: proto
+proto: ## regenerate agent/*.pb.go from agent/agent.proto
+	@$(MAKE) --no-print-directory deps DEB_PKGS="protobuf-compiler"
+	GOBIN=$(BIN)/proto GOFLAGS= $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+	GOBIN=$(BIN)/proto GOFLAGS= $(GO) install github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc@$$($(GO) list -m -f '{{.Version}}' github.com/containerd/ttrpc)
+	PATH=$(BIN)/proto:$$PATH protoc -I agent --go_out=agent --go_opt=paths=source_relative \
+	  --go-ttrpc_out=agent --go-ttrpc_opt=paths=source_relative agent/agent.proto
+
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZMIN bounds minimizing new inputs)
 	@for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
