@@ -1,11 +1,11 @@
 package kernel
 
 import (
-	"bytes"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/c2vm/c2vm/internal/decompress"
 )
 
 // Arch returns the GOARCH a kernel image is for: an x86 bzImage (the "HdrS" setup header) is
@@ -19,14 +19,15 @@ func Arch(vmlinuz string) (string, error) {
 	head := make([]byte, 4096)
 	n, _ := io.ReadFull(f, head)
 	head = head[:n]
-	if bytes.HasPrefix(head, []byte{0x1f, 0x8b}) {
+	if decompress.Detect(head) == decompress.Gzip {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return "", err
 		}
-		zr, err := gzip.NewReader(f)
+		zr, err := decompress.NewReader(f, decompress.Gzip, decompress.Options{})
 		if err != nil {
 			return "", fmt.Errorf("kernel %s: %w", vmlinuz, err)
 		}
+		defer zr.Close()
 		head = make([]byte, 4096)
 		n, _ = io.ReadFull(zr, head)
 		head = head[:n]

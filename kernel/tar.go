@@ -3,7 +3,6 @@ package kernel
 import (
 	"archive/tar"
 	"bufio"
-	"compress/bzip2"
 	"errors"
 	"fmt"
 	"io"
@@ -12,48 +11,21 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/c2vm/c2vm/internal/decompress"
 )
 
 // openTar returns a tar reader over an ar member named like "data.tar.xz", decompressing by its
 // suffix, and a function that releases the decompressor.
 func openTar(m arMember) (*tar.Reader, func(), error) {
-	br := bufio.NewReaderSize(m.Data, 1<<20)
-	ext := strings.TrimPrefix(path.Ext(m.Name), ".")
-	if strings.HasSuffix(m.Name, ".tar") {
-		ext = ""
+	format, ok := decompress.ByExt(m.Name)
+	if !ok && !strings.HasSuffix(m.Name, ".tar") {
+		return nil, nil, fmt.Errorf("%s: unsupported compression %q", m.Name, strings.TrimPrefix(path.Ext(m.Name), "."))
 	}
-	var r io.Reader
-	closeFn := func() {}
-	switch ext {
-	case "":
-		r = br
-	case "xz":
-		xr, err := xz.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", m.Name, err)
-		}
-		r = xr
-	case "zst":
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", m.Name, err)
-		}
-		r, closeFn = zr, zr.Close
-	case "gz":
-		gr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", m.Name, err)
-		}
-		r, closeFn = gr, func() { gr.Close() }
-	case "bz2":
-		r = bzip2.NewReader(br)
-	default:
-		return nil, nil, fmt.Errorf("%s: unsupported compression %q", m.Name, ext)
+	r, err := decompress.NewReader(bufio.NewReaderSize(m.Data, 1<<20), format, decompress.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", m.Name, err)
 	}
-	return tar.NewReader(r), closeFn, nil
+	return tar.NewReader(r), func() { r.Close() }, nil
 }
 
 // kernelPath maps a path in a kernel package's data.tar to where it is unpacked, or "" for files

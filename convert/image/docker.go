@@ -14,6 +14,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/internal/decompress"
 )
 
 // dockerEntry is one image of a docker-archive's manifest.json.
@@ -213,12 +215,12 @@ func dockerLayer(s *openCache, lp string, diffID digest.Digest, sources map[dige
 	head := make([]byte, 8)
 	n, _ := io.ReadFull(rc, head)
 	desc := ocispec.Descriptor{Size: size}
-	switch c := sniffCompression(head[:n]); c {
-	case "":
+	switch c := decompress.Detect(head[:n]); c {
+	case decompress.None:
 		desc.MediaType = images.MediaTypeDockerSchema2Layer
-	case "gzip":
+	case decompress.Gzip:
 		desc.MediaType = images.MediaTypeDockerSchema2LayerGzip
-	case "zstd":
+	case decompress.Zstd:
 		desc.MediaType = images.MediaTypeDockerSchema2LayerZstd
 	default:
 		return Layer{}, "", fmt.Errorf("layer %s (%s): %s-compressed layers are not supported", diffID, p, c)

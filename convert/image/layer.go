@@ -8,9 +8,10 @@ import (
 	"hash"
 	"io"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/c2vm/c2vm/internal/decompress"
 )
 
 // OpenLayer returns the uncompressed tar stream of layer i. It decompresses in one pass while
@@ -46,7 +47,7 @@ func (img *Image) OpenLayer(ctx context.Context, i int) (io.ReadCloser, error) {
 	}
 	raw := &blobVerifier{ctx: ctx, r: bufio.NewReaderSize(blob, 1<<20), layer: l.Desc.Digest, want: l.Desc.Digest, size: size,
 		h: l.Desc.Digest.Algorithm().Hash(), progress: img.progress}
-	dec, err := decompress(comp, raw)
+	dec, err := decompress.NewReader(raw, comp.format(), layerLimits)
 	if err != nil {
 		blob.Close()
 		return nil, fmt.Errorf("layer %s: %s: %w", l.Desc.Digest, comp, err)
@@ -61,22 +62,10 @@ const maxZstdWindow = 128 << 20
 // errZstdWindow explains zstd.ErrWindowSizeExceeded.
 var errZstdWindow = fmt.Sprintf("zstd frame asks for a window over the %d MiB limit", maxZstdWindow>>20)
 
-func decompress(c Compression, r io.Reader) (io.ReadCloser, error) {
-	switch c {
-	case Gzip:
-		return gzip.NewReader(r)
-	case Zstd:
-		// MaxMemory bounds the decoded output of one frame, not the window the frame asks for;
-		// MaxWindow does (a frame asking for more fails with zstd.ErrWindowSizeExceeded).
-		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30),
-			zstd.WithDecoderMaxWindow(maxZstdWindow))
-		if err != nil {
-			return nil, err
-		}
-		return d.IOReadCloser(), nil
-	}
-	return io.NopCloser(r), nil
-}
+// layerLimits bound a layer's decompressor. MaxMemory bounds the decoded output of one zstd frame,
+// not the window the frame asks for; MaxWindow does (a frame asking for more fails with
+// zstd.ErrWindowSizeExceeded).
+var layerLimits = decompress.Options{MaxMemory: 1 << 30, MaxWindow: maxZstdWindow}
 
 // blobVerifier reads a compressed blob, hashing and counting it; at its end it checks size and
 // digest and returns a mismatch in place of io.EOF.

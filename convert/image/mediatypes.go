@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/internal/decompress"
 )
 
 // Compression of a layer blob.
@@ -21,6 +23,11 @@ const (
 
 func (c Compression) String() string {
 	return [...]string{"uncompressed", "gzip", "zstd"}[c]
+}
+
+// format is the decompressor c needs.
+func (c Compression) format() decompress.Format {
+	return [...]decompress.Format{decompress.None, decompress.Gzip, decompress.Zstd}[c]
 }
 
 // LayerCompression maps a layer media type to its compression, or returns a clear error for types

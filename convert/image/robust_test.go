@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/c2vm/c2vm/internal/decompress"
 	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -369,7 +370,7 @@ func TestZstdWindowLimit(t *testing.T) {
 	}{{10, false}, {23, false}, {27, false}, {28, true}, {31, true}}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("window 2^%d", tt.log), func(t *testing.T) {
-			dec, err := decompress(Zstd, bytes.NewReader(zstdFrame(tt.log, "hello")))
+			dec, err := decompress.NewReader(bytes.NewReader(zstdFrame(tt.log, "hello")), Zstd.format(), layerLimits)
 			if err != nil {
 				t.Fatal(err)
 			}

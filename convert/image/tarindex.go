@@ -2,12 +2,13 @@ package image
 
 import (
 	"archive/tar"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
+
+	"github.com/c2vm/c2vm/internal/decompress"
 )
 
 // maxTarMembers bounds the index of an archive; real image archives have a few hundred members.
@@ -65,26 +66,6 @@ func openTarStore(file string) (*tarStore, error) {
 	return s, nil
 }
 
-// compressedMagic names compression formats by their leading bytes.
-var compressedMagic = []struct {
-	magic []byte
-	name  string
-}{
-	{[]byte{0x1f, 0x8b}, "gzip"},
-	{[]byte{0x28, 0xb5, 0x2f, 0xfd}, "zstd"},
-	{[]byte{0xfd, '7', 'z', 'X', 'Z', 0}, "xz"},
-	{[]byte("BZh"), "bzip2"},
-}
-
-func sniffCompression(head []byte) string {
-	for _, m := range compressedMagic {
-		if bytes.HasPrefix(head, m.magic) {
-			return m.name
-		}
-	}
-	return ""
-}
-
 func (s *tarStore) index() error {
 	st, err := s.f.Stat()
 	if err != nil {
@@ -95,8 +76,8 @@ func (s *tarStore) index() error {
 	}
 	head := make([]byte, 8)
 	n, _ := s.f.ReadAt(head, 0)
-	if c := sniffCompression(head[:n]); c != "" {
-		return fmt.Errorf("the archive is %s-compressed; decompress it first (e.g. `%s -d`) and pass the .tar", c, map[string]string{"gzip": "gzip", "zstd": "zstd", "xz": "xz", "bzip2": "bzip2"}[c])
+	if c := decompress.Detect(head[:n]); c != decompress.None {
+		return fmt.Errorf("the archive is %s-compressed; decompress it first (e.g. `%s -d`) and pass the .tar", c, c)
 	}
 	s.members = map[string]member{}
 	links := map[string]string{}

@@ -2,15 +2,13 @@ package kmod
 
 import (
 	"bytes"
-	"compress/gzip"
 	"debug/elf"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/c2vm/c2vm/internal/decompress"
 )
 
 // maxModuleSize bounds how much of a compressed module is decompressed into memory.
@@ -77,26 +75,16 @@ func openModule(p string) (io.ReaderAt, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var dec io.Reader
-	switch {
-	case strings.HasSuffix(p, ".xz"):
-		dec, err = xz.NewReader(f)
-	case strings.HasSuffix(p, ".zst"):
-		var z *zstd.Decoder
-		z, err = zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
-		if err == nil {
-			defer z.Close()
-			dec = z
-		}
-	case strings.HasSuffix(p, ".gz"):
-		dec, err = gzip.NewReader(f)
-	default:
+	format, compressed := decompress.ByExt(p)
+	if !compressed {
 		return f, func() { f.Close() }, nil
 	}
+	dec, err := decompress.NewReader(f, format, decompress.Options{})
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("decompress: %w", err)
 	}
+	defer dec.Close()
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(dec, maxModuleSize+1))
 	if err != nil {

@@ -67,7 +67,7 @@ func TestBzPayloadErrors(t *testing.T) {
 	if err != nil || len(p) != 64 {
 		t.Fatalf("payload %d bytes, %v", len(p), err)
 	}
-	if _, err := decompress(append([]byte("BZh9"), bytes.Repeat([]byte{1}, 60)...)); err == nil || !strings.Contains(err.Error(), "unknown compression") {
+	if _, err := decompressKernel(append([]byte("BZh9"), bytes.Repeat([]byte{1}, 60)...)); err == nil || !strings.Contains(err.Error(), "unknown compression") {
 		t.Errorf("bzip2: %v", err)
 	}
 }

@@ -2,18 +2,20 @@ package export
 
 import (
 	"bytes"
-	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/pierrec/lz4/v4"
-	"github.com/ulikunitz/xz"
+	"github.com/c2vm/c2vm/internal/decompress"
 )
+
+// kernelFormats are the compressions Vmlinux reads: those of x86 kernels built with
+// CONFIG_KERNEL_{LZ4,GZIP,ZSTD,XZ}.
+var kernelFormats = []decompress.Format{decompress.Lz4, decompress.Gzip, decompress.Zstd, decompress.Xz}
 
 // maxVmlinux bounds the uncompressed kernel (Debian's cloud vmlinux is ~53 MB).
 const maxVmlinux = 512 << 20
@@ -31,7 +33,7 @@ func Vmlinux(bzImage string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", bzImage, err)
 	}
-	out, err := decompress(payload)
+	out, err := decompressKernel(payload)
 	if err != nil {
 		return nil, fmt.Errorf("%s: decompress the kernel: %w", bzImage, err)
 	}
@@ -61,37 +63,20 @@ func bzPayload(b []byte) ([]byte, error) {
 	return b[start : start+n], nil
 }
 
-func decompress(p []byte) ([]byte, error) {
+func decompressKernel(p []byte) ([]byte, error) {
 	size := int64(binary.LittleEndian.Uint32(p[len(p)-4:]))
 	if size <= 0 || size > maxVmlinux {
 		return nil, fmt.Errorf("implausible kernel size %d", size)
 	}
-	var r io.Reader
-	switch {
-	case bytes.HasPrefix(p, []byte{0x02, 0x21, 0x4c, 0x18}), bytes.HasPrefix(p, []byte{0x04, 0x22, 0x4d, 0x18}):
-		r = lz4.NewReader(bytes.NewReader(p))
-	case bytes.HasPrefix(p, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(bytes.NewReader(p))
-		if err != nil {
-			return nil, err
-		}
-		r = zr
-	case bytes.HasPrefix(p, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(bytes.NewReader(p), zstd.WithDecoderMaxMemory(maxVmlinux))
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r = zr
-	case bytes.HasPrefix(p, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
-		xr, err := xz.NewReader(bytes.NewReader(p))
-		if err != nil {
-			return nil, err
-		}
-		r = xr
-	default:
+	format := decompress.Detect(p)
+	if !slices.Contains(kernelFormats, format) {
 		return nil, fmt.Errorf("unknown compression (magic % x): lz4, gzip, zstd and xz are supported", p[:4])
 	}
+	r, err := decompress.NewReader(bytes.NewReader(p), format, decompress.Options{MaxMemory: maxVmlinux})
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
 	var out bytes.Buffer
 	out.Grow(int(size))
 	if _, err := io.CopyN(&out, r, size); err != nil {
