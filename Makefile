@@ -35,7 +35,7 @@ export C2VM_LIBDIR := $(BIN)
 # ADD_ARCH (in a shell loop over $$a) lets dpkg install packages of architecture $$a (multiarch).
 ADD_ARCH = dpkg --print-architecture | grep -qx $$a || dpkg --print-foreign-architectures | grep -qx $$a || $(SUDO) dpkg --add-architecture $$a
 
-PARITY_PKGS := docker.io mmdebstrap
+PARITY_PKGS := docker.io mmdebstrap postgresql-client mariadb-client redis-tools apache2-utils curl
 TEST_PKGS   := docker-registry apache2-utils skopeo openssl
 
 .PHONY: help deps deps-build kernel kernel-c2vm kernel-c2vm-src foreign build build-only runc init guest example demo test test-deps test-go test-unit-all test-vm test-registry test-vm-c2vm test-parity test-unit lint fuzz bench bench-go clean
@@ -247,11 +247,13 @@ test-unit: ## unit tests only (no VM), unprivileged
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-lint: ## gofmt, go vet, go mod tidy -diff and staticcheck (pinned)
+lint: ## gofmt, go vet, go mod tidy -diff, staticcheck (pinned) and the docs' links
+	@$(M) deps DEB_PKGS="python3"
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	GOFLAGS= $(GO) run $(STATICCHECK) ./...
+	python3 docs/check-links.py
 
 # The agent contract's generated code (agent/*.pb.go) is committed; this regenerates it with Debian's
 # protoc and the two plugins at the versions go.mod pins (protobuf, ttrpc).
