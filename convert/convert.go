@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -59,9 +60,9 @@ type Options struct {
 	RootfsFormat string // squashfs (default), erofs, initrd
 	MemoryMiB    int
 	CPUs         int
-	Overrides    Overrides
-	Debug        bool  // guest init logs each step
-	MaxSize      int64 // bound on the uncompressed rootfs; 0 = flatten's default
+	Overrides    spec.Overrides // baked in: Entrypoint, Cmd, Env, User, WorkingDir (run-time ones are refused)
+	Debug        bool           // guest init logs each step
+	MaxSize      int64          // bound on the uncompressed rootfs; 0 = flatten's default
 	// Compression of the rootfs image (see rootfs.Options.Compression); "" = the format's default.
 	Compression string
 	// Changes are Dockerfile instructions applied over the image config (see ApplyChanges).
@@ -78,15 +79,6 @@ type Options struct {
 	Progress func(layer string, done, total int64)
 	Step     func(name string)
 	Warn     func(msg string)
-}
-
-// Overrides change the image config before the bundle is made (baked in).
-type Overrides struct {
-	Entrypoint *[]string
-	Cmd        []string
-	Env        []string
-	User       string
-	WorkingDir string
 }
 
 // Convert builds the bundle and returns its manifest. On any error or cancellation nothing is left
@@ -141,6 +133,9 @@ func (c *conversion) step(name string) {
 }
 
 func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
+	if set := c.opts.Overrides.RunTimeOnly(); set != nil {
+		return nil, fmt.Errorf("convert: overrides %s apply at run time only: give them to c2vm run", strings.Join(set, ", "))
+	}
 	if !validFormat(c.opts.RootfsFormat) {
 		return nil, fmt.Errorf("unknown rootfs format %q: use squashfs, erofs or initrd", c.opts.RootfsFormat)
 	}
@@ -178,7 +173,7 @@ func (c *conversion) run(ctx context.Context) (*bundle.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg = applyOverrides(cfg, c.opts.Overrides)
+	cfg = c.opts.Overrides.ApplyToConfig(cfg)
 	imgCfg := img.Config
 	imgCfg.Config = cfg
 	rs, err := spec.Generate(ctx, imgCfg, spec.Options{Platform: img.Platform, VMArch: c.vmArch, Passwd: passwd, Group: group, AllowNoCommand: true})
@@ -352,24 +347,4 @@ func userDB(t *flatten.Tree) (passwd, group []byte, err error) {
 	}
 	group, err = read("etc/group")
 	return passwd, group, err
-}
-
-// applyOverrides returns the image config with convert-time overrides applied, as docker run does:
-// a new entrypoint drops the image's Cmd, Env entries replace by key (a bare KEY unsets it).
-func applyOverrides(cfg ocispec.ImageConfig, o Overrides) ocispec.ImageConfig {
-	if o.Entrypoint != nil {
-		cfg.Entrypoint = append([]string(nil), (*o.Entrypoint)...)
-		cfg.Cmd = nil
-	}
-	if o.Cmd != nil {
-		cfg.Cmd = append([]string(nil), o.Cmd...)
-	}
-	cfg.Env = spec.MergeEnv(cfg.Env, o.Env)
-	if o.User != "" {
-		cfg.User = o.User
-	}
-	if o.WorkingDir != "" {
-		cfg.WorkingDir = o.WorkingDir
-	}
-	return cfg
 }

@@ -197,7 +197,7 @@ func TestConvertOverrides(t *testing.T) {
 	opts := baseOptions(t, img, out)
 	opts.RootfsFormat = bootcfg.FormatErofs
 	ep := []string{"/bin/sh"}
-	opts.Overrides = Overrides{Entrypoint: &ep, Env: []string{"B=3", "C=4"}, User: "1000:50", WorkingDir: "/tmp"}
+	opts.Overrides = spec.Overrides{Entrypoint: &ep, Env: []string{"B=3", "C=4"}, User: "1000:50", WorkingDir: "/tmp"}
 	m, err := Convert(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +216,18 @@ func TestConvertOverrides(t *testing.T) {
 	}
 	if slices.Contains(p.Env, "B=2") {
 		t.Errorf("env %v still has the overridden B=2", p.Env)
+	}
+}
+
+// TestConvertRefusesRunTimeOverrides: a bundle cannot record a hostname, terminal, read-only root
+// or capabilities, so convert names them instead of dropping them.
+func TestConvertRefusesRunTimeOverrides(t *testing.T) {
+	fakeAssets(t)
+	img := testImage(t, ocispec.ImageConfig{Cmd: []string{"/bin/sh"}})
+	opts := baseOptions(t, img, filepath.Join(t.TempDir(), "b"))
+	opts.Overrides = spec.Overrides{Hostname: "h", CapAdd: []string{"NET_ADMIN"}}
+	if _, err := Convert(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "Hostname, CapAdd") || !strings.Contains(err.Error(), "c2vm run") {
+		t.Fatalf("err = %v, want the run-time overrides named", err)
 	}
 }
 

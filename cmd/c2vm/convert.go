@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/c2vm/c2vm/convert"
+	"github.com/c2vm/c2vm/convert/spec"
 )
 
 func convertCommand() *cli.Command {
@@ -87,7 +88,7 @@ func runConvert(c *cli.Context) error {
 		Changes:      c.StringSlice("change"),
 		Compression:  c.String("compression"),
 		ConfigFile:   c.String("config"),
-		Overrides: convert.Overrides{
+		Overrides: spec.Overrides{
 			Env: c.StringSlice("env"), User: c.String("user"), WorkingDir: c.String("workdir"),
 		},
 		Warn: func(msg string) { fmt.Fprintln(c.App.ErrWriter, "c2vm: warning: "+msg) },

@@ -66,6 +66,45 @@ func buildEnv(in envInput) []string {
 	return env
 }
 
+// ApplyToConfig returns cfg with the overrides that shape an image config — Entrypoint, Cmd, Env,
+// User, WorkingDir — applied as docker run applies them: a new entrypoint drops the image's Cmd,
+// Env entries replace by key (a bare KEY unsets it). Convert bakes these into a bundle; the others
+// (Hostname, Terminal, ReadOnly, CapAdd, CapDrop) exist only at run time (see RunTimeOnly).
+func (o Overrides) ApplyToConfig(cfg ocispec.ImageConfig) ocispec.ImageConfig {
+	if o.Entrypoint != nil {
+		cfg.Entrypoint = append([]string(nil), (*o.Entrypoint)...)
+		cfg.Cmd = nil
+	}
+	if o.Cmd != nil {
+		cfg.Cmd = append([]string(nil), o.Cmd...)
+	}
+	cfg.Env = MergeEnv(cfg.Env, o.Env)
+	if o.User != "" {
+		cfg.User = o.User
+	}
+	if o.WorkingDir != "" {
+		cfg.WorkingDir = o.WorkingDir
+	}
+	return cfg
+}
+
+// RunTimeOnly names the overrides set in o that an image config cannot carry (nil when none is).
+func (o Overrides) RunTimeOnly() []string {
+	var set []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"Hostname", o.Hostname != ""}, {"Terminal", o.Terminal}, {"ReadOnly", o.ReadOnly},
+		{"CapAdd", len(o.CapAdd) > 0}, {"CapDrop", len(o.CapDrop) > 0},
+	} {
+		if f.set {
+			set = append(set, f.name)
+		}
+	}
+	return set
+}
+
 // MergeEnv returns base with each KEY=VAL of add set by key (in place, new keys appended in order)
 // and each bare KEY removed, as docker merges run-time -e with an image's Env (moby's
 // ReplaceOrAppendEnvValues). It is the one env-merging rule for convert- and run-time overrides.
