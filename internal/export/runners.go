@@ -196,14 +196,29 @@ func writeCloudHypervisor(e *exporter) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, scriptHead, "Boots this c2vm bundle under Cloud Hypervisor (needs KVM).")
+	r := e.rootfs()
+	guard, disk := cloudHypervisorDisk(r)
+	b.WriteString(guard)
 	fmt.Fprintf(&b, "cloud-hypervisor --kernel \"$here/vmlinux\" --initramfs \"$here/%s\" \\\n", bundle.InitrdFile)
 	fmt.Fprintf(&b, "  --cmdline %s \\\n", shellQuote(e.bootArgs("ttyS0")))
 	fmt.Fprintf(&b, "  --cpus boot=%d --memory size=%dM --serial tty --console off", e.m.CPUs, e.m.MemoryMiB)
-	if r := e.rootfs(); r != "" {
-		fmt.Fprintf(&b, " \\\n  --disk path=\"$here/%s\",readonly=on", r)
+	if disk != "" {
+		b.WriteString(" \\\n  --disk " + disk)
 	}
 	b.WriteString(" < /dev/null | tee \"$log\"\n" + statusTail)
 	return "run.sh", e.write("run.sh", []byte(b.String()), 0o755)
+}
+
+// cloudHypervisorDisk returns the shell lines that must precede the command and the --disk
+// argument for the rootfs file r in $here ("" and "" without one). Cloud Hypervisor splits --disk
+// at commas outside double quotes and drops the quotes, so the path goes in quotes of its own; a
+// double quote or bracket in it cannot be written, and the script says so.
+func cloudHypervisorDisk(r string) (guard, arg string) {
+	if r == "" {
+		return "", ""
+	}
+	guard = "case $here in *'\"'* | *'['* | *']'*) echo \"run.sh: cloud-hypervisor cannot take a path with a double quote or a bracket: $here\" >&2; exit 125 ;; esac\n"
+	return guard, fmt.Sprintf("\"path=\\\"$here/%s\\\",readonly=on\"", r)
 }
 
 func (e *exporter) writeVmlinux() error {
