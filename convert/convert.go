@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -38,7 +39,7 @@ import (
 const (
 	DefaultMemoryMiB = 512
 	DefaultCPUs      = 1
-	DefaultFormat    = rootfs.Squashfs
+	DefaultFormat    = bootcfg.FormatSquashfs
 )
 
 // DefaultModules are the kernel modules every bundle loads (dependencies are added by initgen):
@@ -280,9 +281,7 @@ func (c *conversion) checkInitrdFits(tree *flatten.Tree) {
 	}
 }
 
-func validFormat(f string) bool {
-	return f == bootcfg.FormatSquashfs || f == bootcfg.FormatErofs || f == bootcfg.FormatInitrd
-}
+func validFormat(f string) bool { return slices.Contains(rootfs.Formats(), f) }
 
 // loadKernel returns the kernel the user gave, else the default kernel for the image's
 // architecture when there is one (and this c2vm has a guest init for it), else the host's: the

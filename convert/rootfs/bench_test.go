@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
@@ -32,10 +33,10 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	tree := flattenLayers(b, [][]byte{imagetest.TarLayer(b, entries...)})
 	for _, tc := range []struct{ format, comp string }{
-		{Squashfs, ""}, {Squashfs, "lz4"}, {Erofs, ""}, {Initrd, ""}, {Initrd, "gzip"},
+		{bootcfg.FormatSquashfs, ""}, {bootcfg.FormatSquashfs, "lz4"}, {bootcfg.FormatErofs, ""}, {bootcfg.FormatInitrd, ""}, {bootcfg.FormatInitrd, "gzip"},
 	} {
 		b.Run(tc.format+"/"+tc.comp, func(b *testing.B) {
-			if tc.format == Squashfs {
+			if tc.format == bootcfg.FormatSquashfs {
 				needTool(b, "mksquashfs")
 			}
 			out := filepath.Join(b.TempDir(), "img")

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/erofs/go-erofs"
+
+	"github.com/c2vm/c2vm/bootcfg"
 )
 
 // listErofs lists an image with go-erofs' reader (hardlinks are copies, so no LinkOf).
@@ -73,7 +75,7 @@ func listErofs(t *testing.T, img string) map[string]file {
 func TestErofs(t *testing.T) {
 	tree := flattenLayers(t, fixtureLayers(t))
 	img := filepath.Join(t.TempDir(), "rootfs.erofs")
-	if err := Write(context.Background(), Erofs, tree, img, Options{MkfsTime: 1700000000}); err != nil {
+	if err := Write(context.Background(), bootcfg.FormatErofs, tree, img, Options{MkfsTime: 1700000000}); err != nil {
 		t.Fatal(err)
 	}
 	compare(t, want(t, tree, true), listErofs(t, img), true)
@@ -103,14 +105,14 @@ func TestErofs(t *testing.T) {
 
 func TestErofsErrors(t *testing.T) {
 	tree := flattenLayers(t, fixtureLayers(t))
-	err := Write(context.Background(), Erofs, tree, filepath.Join(t.TempDir(), "img"), Options{Compression: "lz4"})
+	err := Write(context.Background(), bootcfg.FormatErofs, tree, filepath.Join(t.TempDir(), "img"), Options{Compression: "lz4"})
 	if err == nil {
 		t.Fatal("lz4 compression accepted")
 	}
 	out := filepath.Join(t.TempDir(), "img")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := Write(ctx, Erofs, tree, out, Options{}); err == nil {
+	if err := Write(ctx, bootcfg.FormatErofs, tree, out, Options{}); err == nil {
 		t.Fatal("canceled write succeeded")
 	}
 	if _, err := os.Stat(out); err == nil {

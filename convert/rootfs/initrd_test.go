@@ -113,8 +113,8 @@ func TestInitrd(t *testing.T) {
 		{"none", "a/b/c", "a/b/c"},
 	} {
 		t.Run(tc.comp+tc.prefix, func(t *testing.T) {
-			img := filepath.Join(t.TempDir(), Ext(Initrd))
-			if err := Write(context.Background(), Initrd, tree, img, Options{Compression: tc.comp, Prefix: tc.prefix, MkfsTime: 1700000000}); err != nil {
+			img := filepath.Join(t.TempDir(), Ext(bootcfg.FormatInitrd))
+			if err := Write(context.Background(), bootcfg.FormatInitrd, tree, img, Options{Compression: tc.comp, Prefix: tc.prefix, MkfsTime: 1700000000}); err != nil {
 				t.Fatal(err)
 			}
 			got, recs := listCpio(t, img, tc.wantPrefix)
@@ -143,7 +143,7 @@ func TestInitrdErrors(t *testing.T) {
 	tree := flattenLayers(t, fixtureLayers(t))
 	for _, o := range []Options{{Prefix: "../x"}, {Prefix: "/"}, {Compression: "xz"}} {
 		out := filepath.Join(t.TempDir(), "img")
-		if err := Write(context.Background(), Initrd, tree, out, o); err == nil {
+		if err := Write(context.Background(), bootcfg.FormatInitrd, tree, out, o); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
 		if _, err := os.Stat(out); err == nil {

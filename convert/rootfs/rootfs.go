@@ -28,15 +28,9 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/convert/flatten"
 	"github.com/c2vm/c2vm/initgen"
-)
-
-// Formats, the same strings as bootcfg.FormatSquashfs, FormatErofs and FormatInitrd.
-const (
-	Squashfs = "squashfs"
-	Erofs    = "erofs"
-	Initrd   = "initrd"
 )
 
 // DefaultPrefix is where the initrd format places the root filesystem inside the cpio.
@@ -56,8 +50,10 @@ type Options struct {
 	Prefix string
 }
 
-// Formats lists the supported formats, the default first.
-func Formats() []string { return []string{Squashfs, Erofs, Initrd} }
+// Formats lists the supported formats (bootcfg's names), the default first.
+func Formats() []string {
+	return []string{bootcfg.FormatSquashfs, bootcfg.FormatErofs, bootcfg.FormatInitrd}
+}
 
 // Ext returns the bundle file name for a format's output: "rootfs.squashfs", "rootfs.erofs", or
 // "rootfs.cpio" for initrd — a compressed newc cpio (zstd, gzip or uncompressed per Options) that
@@ -65,11 +61,11 @@ func Formats() []string { return []string{Squashfs, Erofs, Initrd} }
 // does not change with it. Unknown formats give "".
 func Ext(format string) string {
 	switch format {
-	case Squashfs:
+	case bootcfg.FormatSquashfs:
 		return "rootfs.squashfs"
-	case Erofs:
+	case bootcfg.FormatErofs:
 		return "rootfs.erofs"
-	case Initrd:
+	case bootcfg.FormatInitrd:
 		return "rootfs.cpio"
 	}
 	return ""
@@ -90,11 +86,11 @@ func write(ctx context.Context, format string, img *image, out string, opts Opti
 		return fmt.Errorf("rootfs %s: %w", format, err)
 	}
 	switch format {
-	case Squashfs:
+	case bootcfg.FormatSquashfs:
 		err = writeSquashfs(ctx, img, out, opts.Compression, mtime)
-	case Erofs:
+	case bootcfg.FormatErofs:
 		err = writeErofs(ctx, img, out, opts.Compression, mtime)
-	case Initrd:
+	case bootcfg.FormatInitrd:
 		err = writeInitrd(ctx, img, out, opts, mtime)
 	default:
 		return fmt.Errorf("rootfs: unknown format %q (want squashfs, erofs or initrd)", format)

@@ -6,13 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/c2vm/c2vm/bootcfg"
 )
 
 // TestReproducible writes each format twice from two separately flattened trees.
 func TestReproducible(t *testing.T) {
 	for _, format := range Formats() {
 		t.Run(format, func(t *testing.T) {
-			if format == Squashfs {
+			if format == bootcfg.FormatSquashfs {
 				needTool(t, "mksquashfs")
 			}
 			var imgs [][]byte
@@ -40,7 +42,7 @@ func TestUnknownFormat(t *testing.T) {
 	if err := Write(context.Background(), "ext4", tree, filepath.Join(t.TempDir(), "x"), Options{}); err == nil {
 		t.Fatal("ext4 accepted")
 	}
-	if Ext("ext4") != "" || Ext(Squashfs) != "rootfs.squashfs" || Ext(Erofs) != "rootfs.erofs" || Ext(Initrd) != "rootfs.cpio" {
+	if Ext("ext4") != "" || Ext(bootcfg.FormatSquashfs) != "rootfs.squashfs" || Ext(bootcfg.FormatErofs) != "rootfs.erofs" || Ext(bootcfg.FormatInitrd) != "rootfs.cpio" {
 		t.Error("Ext names changed")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/internal/testkit/imagetest"
 )
 
@@ -108,7 +109,7 @@ func TestSquashfs(t *testing.T) {
 	for _, comp := range []string{"", "zstd:19", "gzip", "lz4", "xz", "none"} {
 		t.Run("comp="+comp, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "rootfs.squashfs")
-			if err := Write(context.Background(), Squashfs, tree, img, Options{Compression: comp, MkfsTime: 1700000000}); err != nil {
+			if err := Write(context.Background(), bootcfg.FormatSquashfs, tree, img, Options{Compression: comp, MkfsTime: 1700000000}); err != nil {
 				t.Fatal(err)
 			}
 			compare(t, want(t, tree, false), listSquashfs(t, img), false)
@@ -138,7 +139,7 @@ func TestSquashfsRootAndTime(t *testing.T) {
 	tree.Root.ModTime = tree.Entries[0].ModTime
 	t.Setenv("SOURCE_DATE_EPOCH", "1234567890") // older than the tree: must not clamp file times
 	img := filepath.Join(t.TempDir(), "rootfs.squashfs")
-	if err := Write(context.Background(), Squashfs, tree, img, Options{}); err != nil {
+	if err := Write(context.Background(), bootcfg.FormatSquashfs, tree, img, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("unsquashfs", "-mkfs-time", img).Output()
@@ -170,7 +171,7 @@ func TestSquashfsXattrs(t *testing.T) {
 	needTool(t, "unsquashfs")
 	tree := flattenLayers(t, fixtureLayers(t))
 	img := filepath.Join(t.TempDir(), "rootfs.squashfs")
-	if err := Write(context.Background(), Squashfs, tree, img, Options{}); err != nil {
+	if err := Write(context.Background(), bootcfg.FormatSquashfs, tree, img, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "x")
@@ -195,7 +196,7 @@ func TestSquashfsErrors(t *testing.T) {
 	t.Run("missing mksquashfs", func(t *testing.T) {
 		t.Setenv("PATH", t.TempDir())
 		out := filepath.Join(t.TempDir(), "img")
-		err := Write(context.Background(), Squashfs, tree, out, Options{})
+		err := Write(context.Background(), bootcfg.FormatSquashfs, tree, out, Options{})
 		if err == nil || !strings.Contains(err.Error(), "mksquashfs not found: install Debian package squashfs-tools") {
 			t.Fatalf("got %v", err)
 		}
@@ -203,7 +204,7 @@ func TestSquashfsErrors(t *testing.T) {
 	t.Run("mksquashfs fails", func(t *testing.T) {
 		needTool(t, "mksquashfs")
 		out := filepath.Join(t.TempDir(), "no-such-dir", "img")
-		err := Write(context.Background(), Squashfs, tree, out, Options{})
+		err := Write(context.Background(), bootcfg.FormatSquashfs, tree, out, Options{})
 		if err == nil || !strings.Contains(err.Error(), "mksquashfs: exit status") {
 			t.Fatalf("got %v", err)
 		}
@@ -213,7 +214,7 @@ func TestSquashfsErrors(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		out := filepath.Join(t.TempDir(), "img")
-		err := Write(ctx, Squashfs, tree, out, Options{})
+		err := Write(ctx, bootcfg.FormatSquashfs, tree, out, Options{})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("got %v, want context.Canceled", err)
 		}
@@ -225,14 +226,14 @@ func TestSquashfsErrors(t *testing.T) {
 		lnk := imagetest.TarSymlink("lnk", "/"+strings.Repeat("t", 120))
 		lnk.Hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0"}
 		bad := flattenLayers(t, [][]byte{imagetest.TarLayer(t, lnk)})
-		err := Write(context.Background(), Squashfs, bad, filepath.Join(t.TempDir(), "img"), Options{})
+		err := Write(context.Background(), bootcfg.FormatSquashfs, bad, filepath.Join(t.TempDir(), "img"), Options{})
 		if err == nil || !strings.Contains(err.Error(), "symlink lnk has xattrs") || !strings.Contains(err.Error(), "--rootfs-format erofs") {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("bad compression", func(t *testing.T) {
 		for _, bad := range []string{"lzma", "zstd:0", "zstd:23", "zstd:x"} {
-			err := Write(context.Background(), Squashfs, tree, filepath.Join(t.TempDir(), "img"), Options{Compression: bad})
+			err := Write(context.Background(), bootcfg.FormatSquashfs, tree, filepath.Join(t.TempDir(), "img"), Options{Compression: bad})
 			if err == nil || !strings.Contains(err.Error(), `unknown squashfs compression "`+bad+`"`) {
 				t.Fatalf("%s: got %v", bad, err)
 			}
