@@ -46,3 +46,40 @@ func SerialConsole(arch string) string {
 	}
 	return "ttyS0"
 }
+
+// ChannelsArg on the kernel command line says how the host serves the named channels (status,
+// stdio): ChannelsArg=ChannelsVsock when they travel over vsock (the guest listens on VsockPort of
+// each name and the host dials it). Without it they are virtio-serial ports, found by name.
+const ChannelsArg = "c2vm.channels"
+
+// ChannelsVsock is ChannelsArg's value for channels over vsock.
+const ChannelsVsock = "vsock"
+
+// FormatChannels returns the command-line argument for a channel transport.
+func FormatChannels(transport string) string { return ChannelsArg + "=" + transport }
+
+// ParseChannels returns the channel transport a kernel command line names (the last ChannelsArg
+// wins), or "" for virtio-serial.
+func ParseChannels(cmdline string) string {
+	t := ""
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, ChannelsArg+"="); ok {
+			t = v
+		}
+	}
+	return t
+}
+
+// vsockPorts are the guest's vsock ports of the named channels when they travel over vsock.
+var vsockPorts = map[string]uint32{
+	StatusPortName: 6301,
+	StdoutPortName: 6302,
+	StderrPortName: 6303,
+	StdinPortName:  6304,
+}
+
+// VsockPort returns the vsock port the guest listens on for a named channel.
+func VsockPort(name string) (uint32, bool) {
+	p, ok := vsockPorts[name]
+	return p, ok
+}

@@ -11,8 +11,8 @@ import (
 	"github.com/c2vm/c2vm/bootcfg"
 )
 
-// Machine is how QEMU boots one guest architecture.
-type Machine struct {
+// MachineType is how QEMU boots one guest architecture (its machine type, CPU and firmware).
+type MachineType struct {
 	Binary  string // qemu-system-x86_64
 	Package string // the Debian package that has it
 	Machine string // -M
@@ -26,13 +26,13 @@ type Machine struct {
 // the accelerator offers (KVM on an arm64 host without GICv2 emulation needs v3), and under TCG
 // "max" (virt's default is a 32-bit Cortex-A15) with QEMU's own pointer-authentication hash, which
 // boots in about half the time of the architected QARMA one.
-var machines = map[string]Machine{
+var machines = map[string]MachineType{
 	"amd64": {Binary: "qemu-system-x86_64", Package: "qemu-system-x86", Machine: "q35", QBoot: true},
 	"arm64": {Binary: "qemu-system-aarch64", Package: "qemu-system-arm", Machine: "virt,gic-version=max", TCGCPU: "max,pauth-impdef=on"},
 }
 
 // MachineFor returns the QEMU machine for a guest GOARCH ("" = the host's).
-func MachineFor(arch string) (Machine, error) {
+func MachineFor(arch string) (MachineType, error) {
 	if arch == "" {
 		arch = runtime.GOARCH
 	}
@@ -56,8 +56,12 @@ func Binary(arch string) (string, error) {
 	return p, nil
 }
 
+// defaultMemoryMiB is the guest's memory when Config.MemoryMiB is 0.
+const defaultMemoryMiB = 512
+
 // Argv returns the QEMU command line for cfg, with the host ends of the serial channels at the given
-// socket paths (keys: console, stdout, stderr, status, stdin).
+// socket paths (keys: console, stdout, stderr, status, stdin; qmp for QEMU's QMP socket). With
+// Channels = ChannelsVsock the named channels are a vhost-vsock device instead of serial ports.
 func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	bin := cfg.QEMU
 	if bin == "" {
@@ -68,7 +72,7 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	}
 	mem, cpus := cfg.MemoryMiB, cfg.CPUs
 	if mem <= 0 {
-		mem = 512
+		mem = defaultMemoryMiB
 	}
 	if cpus <= 0 {
 		cpus = 1
@@ -93,14 +97,28 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil && machine.QBoot {
 		a = append(a, "-bios", "/usr/share/qemu/qboot.rom")
 	}
-	a = append(a, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Cmdline)
+	cmdline := cfg.Cmdline
+	if cfg.Channels == ChannelsVsock {
+		cmdline = strings.TrimSpace(cmdline + " " + bootcfg.FormatChannels(bootcfg.ChannelsVsock))
+	}
+	a = append(a, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cmdline)
+	if q := socks[portQMP]; q != "" {
+		a = append(a, "-qmp", "unix:"+qemuOptValue(q)+",server=on,wait=off")
+	}
 	a = append(a, "-chardev", "socket,id=con,path="+socks[portConsole], "-serial", "chardev:con")
 	a = append(a, "-device", "virtio-serial-pci,id=vser")
+	if cfg.Channels == ChannelsVsock {
+		cid := cfg.GuestCID
+		if cid == 0 {
+			cid = DefaultGuestCID
+		}
+		a = append(a, "-device", "vhost-vsock-pci,guest-cid="+strconv.FormatUint(uint64(cid), 10))
+	}
 	for _, p := range []struct{ key, name string }{
 		{portStdout, bootcfg.StdoutPortName}, {portStderr, bootcfg.StderrPortName},
 		{portStatus, bootcfg.StatusPortName}, {portStdin, bootcfg.StdinPortName},
 	} {
-		if socks[p.key] == "" {
+		if socks[p.key] == "" || cfg.Channels == ChannelsVsock {
 			continue
 		}
 		server := ""

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -30,7 +31,7 @@ const kvmAssertion = "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_
 
 func fakeQEMU(args []string) int {
 	socks := map[string]string{}
-	accel := ""
+	accel, cid := "", ""
 	for i := 0; i+1 < len(args); i++ {
 		switch args[i] {
 		case "-accel":
@@ -42,6 +43,25 @@ func fakeQEMU(args []string) int {
 				opts[k] = v
 			}
 			socks[opts["id"]] = opts["path"]
+		case "-qmp":
+			path, _, _ := strings.Cut(strings.TrimPrefix(args[i+1], "unix:"), ",")
+			l, err := net.Listen("unix", path)
+			if err != nil {
+				panic(err)
+			}
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go serveFakeQMP(c)
+				}
+			}()
+		case "-device":
+			if v, ok := strings.CutPrefix(args[i+1], "vhost-vsock-pci,guest-cid="); ok {
+				cid = v
+			}
 		}
 	}
 	if accel == "kvm" {
@@ -53,36 +73,76 @@ func fakeQEMU(args []string) int {
 			select {}
 		}
 	}
-	return fakeGuest(socks)
+	if cid != "" { // vsock: the guest listens on each channel's port; fakeVsockDial connects there
+		for _, name := range []struct{ id, port string }{
+			{"status", bootcfg.StatusPortName}, {"stdout", bootcfg.StdoutPortName}, {"stdin", bootcfg.StdinPortName},
+		} {
+			port, _ := bootcfg.VsockPort(name.port)
+			socks[name.id] = fakeVsockPath(cid, port)
+		}
+		return fakeGuest(socks, true)
+	}
+	return fakeGuest(socks, false)
 }
 
-func fakeGuest(socks map[string]string) int {
-	dial := func(id string) net.Conn {
+// fakeVsockPath is where the fake guest listens for a vsock port (C2VM_FAKE_VSOCK is a directory).
+func fakeVsockPath(cid string, port uint32) string {
+	return fmt.Sprintf("%s/%s-%d.sock", os.Getenv("C2VM_FAKE_VSOCK"), cid, port)
+}
+
+// fakeGuest plays the guest init: it connects its channels (or, over vsock, accepts them),
+// announces itself, echoes stdin to stdout and reports status 7, or with C2VM_FAKE_WAIT_STOP=1
+// waits for a stop request on the status channel and reports 143.
+func fakeGuest(socks map[string]string, vsock bool) int {
+	open := func(id string) net.Conn {
+		if vsock && id != "con" { // the console is a serial port either way
+			l, err := net.Listen("unix", socks[id])
+			if err != nil {
+				panic(err)
+			}
+			c, err := l.Accept()
+			if err != nil {
+				panic(err)
+			}
+			return c
+		}
 		c, err := net.Dial("unix", socks[id])
 		if err != nil {
 			panic(err)
 		}
 		return c
 	}
-	con, status, stdout := dial("con"), dial("status"), dial("stdout")
+	con := open("con")
 	defer con.Close()
 	fmt.Fprintf(con, "fake kernel\r\n%s", os.Getenv("C2VM_FAKE_CONSOLE"))
+	status, stdout := open("status"), open("stdout")
 	fmt.Fprintln(status, bootcfg.ReadyLine)
 	var in []byte
 	if p := socks["stdin"]; p != "" {
-		l, err := net.Listen("unix", p)
-		if err != nil {
-			panic(err)
+		if !vsock { // QEMU listens on the stdin socket and c2vm dials
+			l, err := net.Listen("unix", p)
+			if err != nil {
+				panic(err)
+			}
+			c, err := l.Accept()
+			if err != nil {
+				panic(err)
+			}
+			in, _ = io.ReadAll(c)
+		} else if os.Getenv("C2VM_FAKE_STDIN") == "1" {
+			in, _ = io.ReadAll(open("stdin"))
 		}
-		c, err := l.Accept()
-		if err != nil {
-			panic(err)
-		}
-		in, _ = io.ReadAll(c)
 	}
 	fmt.Fprintf(stdout, "workload output; stdin %q\n", in)
 	stdout.Close()
-	fmt.Fprintf(status, "%s7\n", bootcfg.StatusLinePrefix)
+	code := 7
+	if os.Getenv("C2VM_FAKE_WAIT_STOP") == "1" {
+		sc := bufio.NewScanner(status)
+		for sc.Scan() && sc.Text() != bootcfg.StopLine {
+		}
+		code = 143
+	}
+	fmt.Fprintf(status, "%s%d\n", bootcfg.StatusLinePrefix, code)
 	status.Close()
 	return 0
 }

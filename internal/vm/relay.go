@@ -3,8 +3,8 @@ package vm
 import (
 	"bytes"
 	"io"
-	"net"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -18,7 +18,7 @@ type relay struct {
 	console tail
 
 	mu       sync.Mutex
-	status   net.Conn
+	status   Channel
 	code     int
 	haveCode bool
 	pending  int         // stop requests made before the status port connected
@@ -33,25 +33,33 @@ type relay struct {
 	unpackOnce   sync.Once
 }
 
-func newRelay(cfg Config, p *ports) *relay {
+func newRelay(cfg Config, p *ports, ch channels, carry carryOver) *relay {
 	cfg = lockWriters(cfg)
-	r := &relay{cfg: cfg, ready: make(chan struct{}), unpackFailed: make(chan struct{})}
-	r.serve(p, portConsole, r.copyConsole)
-	r.serve(p, portStdout, func(c net.Conn) { io.Copy(orDiscard(cfg.Stdout), c) })
-	r.serve(p, portStderr, func(c net.Conn) { io.Copy(orDiscard(cfg.Stderr), c) })
-	r.serve(p, portStatus, r.readStatus)
-	if p.stdin != "" {
-		go feedStdin(p, r.ready, cfg.Stdin) // not waited for: the host's stdin may never end
+	r := &relay{cfg: cfg, ready: make(chan struct{}), unpackFailed: make(chan struct{}),
+		pending: carry.stops, winsize: carry.winsize}
+	r.serve(p, portConsole, func(c Channel) { r.copyConsole(c) })
+	r.serve(ch, portStdout, func(c Channel) { io.Copy(orDiscard(cfg.Stdout), c) })
+	r.serve(ch, portStderr, func(c Channel) { io.Copy(orDiscard(cfg.Stderr), c) })
+	r.serve(ch, portStatus, r.readStatus)
+	if _, vsock := ch.(*vsockChannels); cfg.Stdin != nil || vsock {
+		// Over vsock the guest cannot tell whether a stdin channel comes, so there always is one:
+		// without Stdin it ends at once, as /dev/null does.
+		in := cfg.Stdin
+		if in == nil {
+			in = strings.NewReader("")
+		}
+		go feedStdin(ch, p.closed, r.ready, in) // not waited for: the host's stdin may never end
 	}
 	return r
 }
 
-func (r *relay) serve(p *ports, name string, fn func(net.Conn)) {
-	l := p.listeners[name]
+// serve connects the channel with the given key and runs fn on it; once the boot's ports close,
+// a channel that is still connecting gives up, and one that is connected is closed.
+func (r *relay) serve(ch channels, key string, fn func(Channel)) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		c, err := l.Accept()
+		c, err := ch.connect(key)
 		if err != nil {
 			return
 		}
@@ -62,7 +70,7 @@ func (r *relay) serve(p *ports, name string, fn func(net.Conn)) {
 
 func (r *relay) wait() { r.wg.Wait() }
 
-func (r *relay) copyConsole(c net.Conn) {
+func (r *relay) copyConsole(c io.Reader) {
 	w := io.Writer(&r.console)
 	if r.cfg.Console != nil {
 		w = io.MultiWriter(&r.console, r.cfg.Console)
@@ -96,7 +104,7 @@ func (w *watcher) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (r *relay) readStatus(c net.Conn) {
+func (r *relay) readStatus(c Channel) {
 	r.mu.Lock()
 	r.status = c
 	if r.winsize != nil {
@@ -123,6 +131,16 @@ func (r *relay) readStatus(c net.Conn) {
 		}
 		io.WriteString(msgs, strings.TrimRight(line, "\r")+"\n")
 	})
+}
+
+// undelivered returns the requests the guest never received, for the boot that replaces this one.
+func (r *relay) undelivered() carryOver {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.status != nil {
+		return carryOver{}
+	}
+	return carryOver{stops: r.pending, winsize: r.winsize}
 }
 
 func (r *relay) requestStop() {
@@ -211,6 +229,10 @@ type tail struct {
 
 const tailBytes = 16 * 1024
 
+// escapes are terminal escape sequences (firmware and some consoles colour or clear the screen):
+// CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or ESC \\) and two-byte ones (ESC c, ESC 7).
+var escapes = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[ -/]*[0-~])`)
+
 func (t *tail) Write(b []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -221,11 +243,12 @@ func (t *tail) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// String returns the last lines, without carriage returns and terminal escapes.
+// String returns the last lines, without carriage returns and terminal escape sequences.
 func (t *tail) String() string {
 	t.mu.Lock()
 	s := strings.ReplaceAll(string(t.buf), "\r", "")
 	t.mu.Unlock()
+	s = escapes.ReplaceAllString(s, "")
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > consoleTailLines {
 		lines = lines[len(lines)-consoleTailLines:]

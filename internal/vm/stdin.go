@@ -2,7 +2,6 @@ package vm
 
 import (
 	"io"
-	"net"
 	"time"
 )
 
@@ -17,26 +16,17 @@ import (
 
 const stdinDialInterval = 10 * time.Millisecond
 
-// feedStdin connects to QEMU's stdin socket, copies r into it and half-closes it at EOF. It gives
-// up when the ports close (the VM ended).
-func feedStdin(p *ports, ready <-chan struct{}, r io.Reader) {
-	var c *net.UnixConn
-	for c == nil {
-		conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: p.stdin, Net: "unix"})
-		if err == nil {
-			c = conn
-			break
-		}
-		select {
-		case <-p.closed:
-			return
-		case <-time.After(stdinDialInterval):
-		}
+// feedStdin connects the stdin channel (on virtio-serial: dials QEMU's stdin socket), copies r
+// into it and half-closes it at EOF. It gives up when closed closes (the VM ended).
+func feedStdin(ch channels, closed <-chan struct{}, ready <-chan struct{}, r io.Reader) {
+	c, err := ch.connect(portStdin)
+	if err != nil {
+		return
 	}
-	go func() { <-p.closed; c.Close() }()
+	go func() { <-closed; c.Close() }()
 	select { // nothing is read from r before the init is up: a failed KVM boot must not eat input
 	case <-ready:
-	case <-p.closed:
+	case <-closed:
 		return
 	}
 	io.Copy(c, r)

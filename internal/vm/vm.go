@@ -1,10 +1,10 @@
-// Package vm boots a c2vm bundle under QEMU and relays the workload's stdio and exit status. The
-// workload's stdout, stderr and stdin travel on their own virtio-serial ports, so the host's stdout
-// holds exactly what the workload wrote; the kernel and firmware console goes to a separate log; the
-// guest init reports the exit status on a status port that also carries stop requests to the guest.
-//
-// See docs/usage.md (accelerator, memory, networking), docs/guest-contract.md (ports) and
-// docs/architecture.md.
+// Package vm boots a c2vm bundle under QEMU and relays the workload's stdio and exit status.
+// Start returns a Machine: a handle to wait for, stop, kill and control through QEMU's machine
+// protocol (QMP: pause, resume, status; later migrate for snapshots and device_add for hotplug);
+// Run is Start and Wait. The workload's stdout, stderr and stdin travel on their own named
+// channels (virtio-serial ports, or vsock ports: see Channel), so the host's stdout holds exactly
+// what the workload wrote; the kernel and firmware console goes to a separate log; the guest init
+// reports the exit status on a status channel that also carries stop requests to the guest.
 package vm
 
 import (
@@ -13,12 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -49,11 +47,15 @@ type Config struct {
 	// Messages receives the init's own lines from the status port (c2vm-init: ...); nil = Stderr.
 	Messages io.Writer
 	// Stop asks the guest to stop the workload (its stop signal, then SIGKILL after the timeout) each
-	// time it receives. Cancel ctx to kill the VM at once.
+	// time it receives, as Machine.Stop does. Cancel ctx to kill the VM at once.
 	Stop <-chan struct{}
 	// Resize carries the host terminal's size to the guest (a "winsize ROWS COLS" line on the status
 	// port) for a workload with a terminal; the latest size is sent once the port connects.
 	Resize <-chan WindowSize
+	// Channels is how the named host↔guest channels travel: ChannelsVirtioSerial (or "") or
+	// ChannelsVsock (needs /dev/vhost-vsock; the guest is then GuestCID, 0 = DefaultGuestCID).
+	Channels string
+	GuestCID uint32
 	// OnStart, when set, is called with the QEMU command line before it starts.
 	OnStart func(argv []string)
 	// OnAccel, when set, is called with the accelerator before each boot: once, or twice when an
@@ -99,27 +101,7 @@ const consoleTailLines = 30
 // before c2vm gives up on KVM and boots under TCG (under KVM the init is up in a second or two).
 const DefaultKVMStartTimeout = 30 * time.Second
 
-// Run boots the VM and waits for it to end. It returns the workload's exit status; an error means
-// c2vm or the VM failed (the Result still carries the console tail for diagnosis). When the
-// accelerator was picked automatically and a KVM boot dies before the guest init reports in (QEMU
-// exits, or no sign of the init within KVMStartTimeout), the same boot runs once more under TCG.
-func Run(ctx context.Context, cfg Config) (*Result, error) {
-	acc, err := ChooseAccel(cfg.Accel, cfg.Arch, cfg.Host)
-	if err != nil {
-		return nil, fmt.Errorf("start vm: %w", err)
-	}
-	res, err := boot(ctx, cfg, acc)
-	var ns *notStartedError
-	if !errors.As(err, &ns) || acc.Name != AccelKVM {
-		return res, err
-	}
-	if !acc.Auto {
-		return res, fmt.Errorf("start vm: %w (%s): use --accel tcg", ErrKVM, ns.reason)
-	}
-	return boot(ctx, cfg, Accel{Name: AccelTCG, Auto: true, Reason: "KVM failed", Fallback: ns.reason})
-}
-
-// DryRun returns the QEMU command line Run would start first (the accelerator chosen as Run
+// DryRun returns the QEMU command line Start would run first (the accelerator chosen as Start
 // chooses it), with placeholder socket paths in $TMPDIR/c2vm-vm-XXXX.
 func DryRun(cfg Config) ([]string, error) {
 	acc, err := ChooseAccel(cfg.Accel, cfg.Arch, cfg.Host)
@@ -128,12 +110,14 @@ func DryRun(cfg Config) ([]string, error) {
 	}
 	cfg.Accel = acc.Name
 	dir := filepath.Join(os.TempDir(), "c2vm-vm-XXXX")
-	socks := map[string]string{}
-	for _, n := range []string{portConsole, portStdout, portStderr, portStatus} {
-		socks[n] = filepath.Join(dir, n+".sock")
-	}
-	if cfg.Stdin != nil {
-		socks[portStdin] = filepath.Join(dir, portStdin+".sock")
+	socks := map[string]string{portQMP: filepath.Join(dir, portQMP+".sock"), portConsole: filepath.Join(dir, portConsole+".sock")}
+	if cfg.Channels != ChannelsVsock {
+		for _, n := range []string{portStdout, portStderr, portStatus} {
+			socks[n] = filepath.Join(dir, n+".sock")
+		}
+		if cfg.Stdin != nil {
+			socks[portStdin] = filepath.Join(dir, portStdin+".sock")
+		}
 	}
 	return Argv(cfg, socks)
 }
@@ -143,55 +127,103 @@ type notStartedError struct{ reason string }
 
 func (e *notStartedError) Error() string { return e.reason }
 
-// boot runs one VM under the given accelerator.
-func boot(ctx context.Context, cfg Config, acc Accel) (*Result, error) {
+// bootRun is one QEMU process booting the VM under one accelerator.
+type bootRun struct {
+	acc     Accel
+	dir     string
+	ports   *ports
+	relay   *relay
+	cmd     *exec.Cmd
+	qemuErr *strings.Builder
+	waitErr chan error
+	qmpPath string
+	ended   chan struct{} // closed when QEMU has exited
+}
+
+// carryOver is what a failed KVM boot hands to the TCG boot that replaces it: requests the
+// guest never received.
+type carryOver struct {
+	stops   int
+	winsize *WindowSize
+}
+
+// startBoot starts QEMU for one boot under the given accelerator.
+func startBoot(cfg Config, acc Accel, carry carryOver) (*bootRun, error) {
 	cfg.Accel = acc.Name
 	if cfg.OnAccel != nil {
 		cfg.OnAccel(acc)
+	}
+	if cfg.Channels == ChannelsVsock && vhostVsock() != nil {
+		return nil, fmt.Errorf("start vm: %w", vhostVsock())
 	}
 	dir, err := os.MkdirTemp("", "c2vm-vm-")
 	if err != nil {
 		return nil, fmt.Errorf("start vm: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	ports, err := listenPorts(dir, cfg.Stdin != nil)
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(dir)
+		}
+	}()
+	p, err := listenPorts(dir, cfg.Channels != ChannelsVsock, cfg.Stdin != nil)
 	if err != nil {
 		return nil, err
 	}
-	defer ports.close()
-	argv, err := Argv(cfg, ports.paths())
+	defer func() {
+		if !ok {
+			p.close()
+		}
+	}()
+	argv, err := Argv(cfg, p.paths())
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{ExitCode: -1}
 	if cfg.OnStart != nil {
 		cfg.OnStart(argv)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	var qemuErr strings.Builder
-	cmd.Stderr = &limitedWriter{w: &qemuErr, n: 8192}
-	if err := cmd.Start(); err != nil {
-		return res, fmt.Errorf("start %s: %w", argv[0], err)
+	b := &bootRun{acc: acc, dir: dir, ports: p, qemuErr: &strings.Builder{}, waitErr: make(chan error, 1),
+		qmpPath: p.paths()[portQMP], ended: make(chan struct{})}
+	b.cmd = exec.Command(argv[0], argv[1:]...)
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	b.cmd.Stderr = &limitedWriter{w: b.qemuErr, n: 8192}
+	if err := b.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	relay := newRelay(cfg, ports)
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
-	err = waitVM(ctx, cmd, waitErr, cfg, relay, startDeadline(cfg, acc))
-	ports.close()
-	relay.wait()
-	res.ConsoleTail = relay.console.String()
-	if code, ok := relay.exitCode(); ok && !relay.isUnpackFailed() {
+	ok = true
+	var ch channels = p
+	if cfg.Channels == ChannelsVsock {
+		cid := cfg.GuestCID
+		if cid == 0 {
+			cid = DefaultGuestCID
+		}
+		ch = &vsockChannels{cid: cid, dial: vsockDialer, closed: p.closed}
+	}
+	b.relay = newRelay(cfg, p, ch, carry)
+	go func() { b.waitErr <- b.cmd.Wait(); close(b.ended) }()
+	return b, nil
+}
+
+// wait waits for the boot's QEMU to end, relaying stop requests from stops and cfg.Stop, and
+// returns how the VM ended. The boot's files are gone when it returns.
+func (b *bootRun) wait(ctx context.Context, cfg Config, stops <-chan struct{}) (*Result, error) {
+	defer os.RemoveAll(b.dir)
+	res := &Result{ExitCode: -1}
+	err := waitVM(ctx, b.cmd, b.waitErr, cfg, stops, b.relay, startDeadline(cfg, b.acc))
+	b.ports.close()
+	b.relay.wait()
+	res.ConsoleTail = b.relay.console.String()
+	if code, ok := b.relay.exitCode(); ok && !b.relay.isUnpackFailed() {
 		res.ExitCode = code
 		return res, nil
 	}
-	if acc.Name == AccelKVM && !relay.isReady() && !relay.isUnpackFailed() && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		return res, &notStartedError{reason: notStartedReason(err, qemuErr.String())}
+	if b.acc.Name == AccelKVM && !b.relay.isReady() && !b.relay.isUnpackFailed() && ctx.Err() == nil {
+		return res, &notStartedError{reason: notStartedReason(err, b.qemuErr.String())}
 	}
 	if err != nil {
 		return res, err
 	}
-	return res, describeFailure(res.ConsoleTail, qemuErr.String())
+	return res, describeFailure(res.ConsoleTail, b.qemuErr.String(), cfg.MemoryMiB)
 }
 
 // startDeadline is when a KVM boot that has not shown the init is given up on; nil = never.
@@ -220,7 +252,7 @@ var errStartTimeout = errors.New("no sign of the guest init")
 
 // waitVM waits for QEMU to exit, forwarding stop requests and killing it when ctx ends or when
 // start fires before the init is ready.
-func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config, r *relay, start <-chan time.Time) error {
+func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config, stops <-chan struct{}, r *relay, start <-chan time.Time) error {
 	began := time.Now()
 	ready := r.ready
 	for {
@@ -243,24 +275,16 @@ func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config
 			return nil
 		case <-cfg.Stop:
 			r.requestStop()
+		case <-stops:
+			r.requestStop()
 		case ws := <-cfg.Resize:
 			r.requestResize(ws)
 		case <-ctx.Done():
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-waitErr
-			return ctx.Err()
+			return context.Cause(ctx)
 		}
 	}
-}
-
-func describeFailure(console, qemuStderr string) error {
-	switch {
-	case strings.Contains(console, "Kernel panic"):
-		return fmt.Errorf("%w: the guest kernel panicked: %s", ErrNoStatus, firstMatching(console, "Kernel panic"))
-	case strings.TrimSpace(qemuStderr) != "":
-		return fmt.Errorf("%w: qemu: %s", ErrNoStatus, LastLine(qemuStderr))
-	}
-	return ErrNoStatus
 }
 
 // LastLine returns the last non-empty line of s, trimmed.
@@ -286,59 +310,6 @@ func firstMatching(s, sub string) string {
 		}
 	}
 	return ""
-}
-
-// ports are the host ends of the guest's serial channels: QEMU connects to each as a client.
-type ports struct {
-	dir       string
-	listeners map[string]net.Listener
-	stdin     string        // the stdin port's socket, where QEMU listens (see feedStdin); "" = none
-	closed    chan struct{} // closed by close
-	once      sync.Once
-}
-
-const (
-	portConsole = "console"
-	portStdout  = "stdout"
-	portStderr  = "stderr"
-	portStdin   = "stdin"
-	portStatus  = "status"
-)
-
-func listenPorts(dir string, stdin bool) (*ports, error) {
-	p := &ports{dir: dir, listeners: map[string]net.Listener{}, closed: make(chan struct{})}
-	if stdin {
-		p.stdin = filepath.Join(dir, portStdin+".sock")
-	}
-	for _, n := range []string{portConsole, portStdout, portStderr, portStatus} {
-		l, err := net.Listen("unix", filepath.Join(dir, n+".sock"))
-		if err != nil {
-			p.close()
-			return nil, fmt.Errorf("start vm: listen %s: %w", n, err)
-		}
-		p.listeners[n] = l
-	}
-	return p, nil
-}
-
-func (p *ports) paths() map[string]string {
-	m := map[string]string{}
-	for n := range p.listeners {
-		m[n] = filepath.Join(p.dir, n+".sock")
-	}
-	if p.stdin != "" {
-		m[portStdin] = p.stdin
-	}
-	return m
-}
-
-func (p *ports) close() {
-	p.once.Do(func() {
-		close(p.closed)
-		for _, l := range p.listeners {
-			l.Close()
-		}
-	})
 }
 
 type limitedWriter struct {

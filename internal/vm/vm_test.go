@@ -57,7 +57,7 @@ func TestArgv(t *testing.T) {
 		MemoryMiB: 64, CPUs: 2, Accel: "tcg",
 		Network: &Network{Forwards: []Forward{{HostPort: 8080, GuestPort: 80}, {Proto: "udp", HostIP: "0.0.0.0", HostPort: 53, GuestPort: 5353}}},
 	}
-	socks := map[string]string{portConsole: "/s/con", portStdout: "/s/out", portStderr: "/s/err", portStatus: "/s/status"}
+	socks := map[string]string{portConsole: "/s/con", portStdout: "/s/out", portStderr: "/s/err", portStatus: "/s/status", portQMP: "/s/q,mp"}
 	argv, err := Argv(cfg, socks)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestArgv(t *testing.T) {
 	got := strings.Join(argv, " ")
 	for _, want := range []string{
 		"-m 64 -smp 2", "-no-reboot", "-accel tcg", "-kernel /b/vmlinuz -initrd /t/initrd -append console=ttyS0",
-		"socket,id=con,path=/s/con -serial chardev:con",
+		"socket,id=con,path=/s/con -serial chardev:con", "-qmp unix:/s/q,,mp,server=on,wait=off",
 		"virtserialport,bus=vser.0,chardev=stdout,name=c2vm.stdout",
 		"virtserialport,bus=vser.0,chardev=status,name=c2vm.status",
 		"id=disk0,file=/b/rootfs.squashfs,format=raw,if=none,readonly=on",
