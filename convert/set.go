@@ -12,6 +12,7 @@ import (
 
 	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert/image"
+	"github.com/c2vm/c2vm/internal/fileutil"
 	"github.com/c2vm/c2vm/internal/registry"
 )
 
@@ -34,36 +35,31 @@ func ConvertSet(ctx context.Context, opts Options, plats []string) (*bundle.Set,
 	if err := replaceableSet(target); err != nil {
 		return nil, err
 	}
-	stage, err := os.MkdirTemp(filepath.Dir(target), "."+filepath.Base(target)+".c2vm-set-")
-	if err != nil {
-		return nil, fmt.Errorf("output %s: %w", target, err)
-	}
-	defer os.RemoveAll(stage)
 	set := &bundle.Set{SchemaVersion: bundle.SchemaVersion}
-	for _, p := range plats {
-		pp, err := platforms.Parse(p)
-		if err != nil {
-			return nil, fmt.Errorf("platform %q: %w", p, err)
+	err := fileutil.AtomicDir(target, fileutil.AtomicDirOptions{}, func(stage string) error {
+		for _, p := range plats {
+			pp, err := platforms.Parse(p)
+			if err != nil {
+				return fmt.Errorf("platform %q: %w", p, err)
+			}
+			o := opts
+			o.Platform, o.Output = platforms.Format(pp), filepath.Join(stage, bundle.SetDir(platforms.Normalize(pp)))
+			m, err := Convert(ctx, o)
+			if err != nil {
+				return fmt.Errorf("platform %s: %w", o.Platform, err)
+			}
+			set.Bundles = append(set.Bundles, bundle.SetEntry{Platform: m.Platform, Path: filepath.Base(o.Output)})
 		}
-		o := opts
-		o.Platform, o.Output = platforms.Format(pp), filepath.Join(stage, bundle.SetDir(platforms.Normalize(pp)))
-		m, err := Convert(ctx, o)
+		b, err := json.MarshalIndent(set, "", "  ")
 		if err != nil {
-			return nil, fmt.Errorf("platform %s: %w", o.Platform, err)
+			return err
 		}
-		set.Bundles = append(set.Bundles, bundle.SetEntry{Platform: m.Platform, Path: filepath.Base(o.Output)})
-	}
-	b, err := json.MarshalIndent(set, "", "  ")
+		return os.WriteFile(filepath.Join(stage, bundle.SetFile), append(b, '\n'), 0o644)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(stage, bundle.SetFile), append(b, '\n'), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(stage, 0o755); err != nil {
-		return nil, err
-	}
-	return set, bundle.ReplaceDir(stage, target)
+	return set, nil
 }
 
 // replaceableSet accepts a missing or empty target, or an earlier bundle set.

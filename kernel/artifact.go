@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/c2vm/c2vm/internal/cachedir"
+	"github.com/c2vm/c2vm/internal/fileutil"
 )
 
 // A c2vm kernel travels through registries as an OCI 1.1 artifact: the Tree below is its config,
@@ -174,16 +175,7 @@ func Activate(cacheDir, arch, dir string) error {
 	if filepath.Dir(dir) != parent {
 		return fmt.Errorf("activate kernel: %s is not in %s", dir, parent)
 	}
-	tmp, err := os.MkdirTemp(parent, ".link-")
-	if err != nil {
-		return fmt.Errorf("activate kernel: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	next := filepath.Join(tmp, arch)
-	if err := os.Symlink(filepath.Base(dir), next); err != nil {
-		return fmt.Errorf("activate kernel: %w", err)
-	}
-	if err := os.Rename(next, C2VMKernelDir(cacheDir, arch)); err != nil {
+	if err := fileutil.ReplaceSymlink(filepath.Base(dir), C2VMKernelDir(cacheDir, arch)); err != nil {
 		return fmt.Errorf("activate kernel: %w", err)
 	}
 	return nil

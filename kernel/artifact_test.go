@@ -97,7 +97,7 @@ func TestActivate(t *testing.T) {
 	if err := Activate(cache, "../../evil", PulledDir(cache, "a")); err == nil {
 		t.Error("activated a kernel under a path for an architecture")
 	}
-	if ents, _ := filepath.Glob(filepath.Join(cache, "kernel-c2vm", ".link-*")); len(ents) != 0 {
+	if ents, _ := filepath.Glob(filepath.Join(cache, "kernel-c2vm", ".*")); len(ents) != 0 {
 		t.Errorf("Activate left %v", ents)
 	}
 }

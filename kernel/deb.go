@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/c2vm/c2vm/internal/fileutil"
 )
 
 // fromDeb unpacks a kernel package into the cache (once) and returns the kernel in it. For a
@@ -52,24 +54,22 @@ func fromDebHop(ctx context.Context, deb string, opts Options, followMeta bool) 
 	return k, nil
 }
 
-// unpackDeb extracts the kernel and modules of deb into dir atomically: into a temporary
-// directory beside dir, renamed at the end. A concurrent unpack of the same package is fine.
+// unpackDeb extracts the kernel and modules of deb into dir atomically: into a stage beside dir,
+// renamed at the end. A concurrent unpack of the same package is fine: the first one is kept.
 func unpackDeb(ctx context.Context, deb, dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("create kernel cache: %w", err)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".unpack-")
-	if err != nil {
-		return fmt.Errorf("create kernel cache: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := extractDeb(ctx, deb, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, statErr := os.Stat(dir); statErr == nil {
-			return nil // another process unpacked it first
-		}
+	keep := func(string) bool { return true } // another process unpacked it first
+	var extractErr error
+	err := fileutil.AtomicDir(dir, fileutil.AtomicDirOptions{Keep: keep}, func(tmp string) error {
+		extractErr = extractDeb(ctx, deb, tmp)
+		return extractErr
+	})
+	switch {
+	case extractErr != nil:
+		return extractErr
+	case err != nil:
 		return fmt.Errorf("store unpacked kernel: %w", err)
 	}
 	return nil
