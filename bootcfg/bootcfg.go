@@ -33,6 +33,9 @@ const (
 	StdoutPortName = "c2vm.stdout"
 	StderrPortName = "c2vm.stderr"
 	StdinPortName  = "c2vm.stdin"
+	// AgentPortName carries the agent (package agent: exec, signals, stats) when present: the
+	// init serves it for the VM's whole life beside the workload.
+	AgentPortName = "c2vm.agent"
 	// StatusLinePrefix starts the line the init prints on the console with the exit status, for
 	// VMMs that have no virtio-serial (e.g. Firecracker): "c2vm-exit-status: N".
 	StatusLinePrefix = "c2vm-exit-status: "

@@ -64,7 +64,7 @@ func stepRun(_ context.Context, st *State) error {
 	}
 	goSafe(st, "stopper", func() { s.run(requests, done) })
 
-	ws, err := reap(st.Sys, pid)
+	ws, err := reap(st.Sys, pid, st.children().deliver)
 	term.finish(st.Clock)
 	if err != nil {
 		return err
@@ -86,8 +86,9 @@ func ExitCode(ws unix.WaitStatus) int {
 	return FailureStatus
 }
 
-// reap waits for every child (PID 1 inherits orphans) until pid exits.
-func reap(sys System, pid int) (unix.WaitStatus, error) {
+// reap waits for every child (PID 1 inherits orphans) until pid exits, and passes the statuses of
+// the others to other (the agent's processes).
+func reap(sys System, pid int, other func(int, unix.WaitStatus)) (unix.WaitStatus, error) {
 	for {
 		wpid, ws, err := sys.Wait4()
 		if errors.Is(err, unix.EINTR) {
@@ -96,9 +97,13 @@ func reap(sys System, pid int) (unix.WaitStatus, error) {
 		if err != nil {
 			return 0, fmt.Errorf("wait for runc: %w", err)
 		}
-		if wpid == pid && (ws.Exited() || ws.Signaled()) {
+		if !ws.Exited() && !ws.Signaled() {
+			continue
+		}
+		if wpid == pid {
 			return ws, nil
 		}
+		other(wpid, ws)
 	}
 }
 

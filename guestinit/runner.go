@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/c2vm/c2vm/bootcfg"
@@ -76,6 +77,9 @@ type State struct {
 	switched bool
 	// statusPort is the status port, opened once read-write: a virtio port can be open only once.
 	statusPort *os.File
+	// kids are the agent's children, whose statuses the run step's reap loop hands over.
+	kids         *children
+	childrenOnce sync.Once
 }
 
 // errTimedOut is poll's error when the time ran out.

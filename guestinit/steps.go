@@ -24,6 +24,8 @@ func Steps() []Step {
 		{Name: "files", Run: stepFiles},
 		{Name: "sysctl", Run: stepSysctl},
 		{Name: "spec", Run: stepSpec},
+		// Optional: a VM whose agent cannot start still runs its workload.
+		{Name: "agent", Optional: true, Run: stepAgent},
 		{Name: "run", Run: stepRun},
 	}
 }
