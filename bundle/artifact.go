@@ -126,14 +126,8 @@ func (s *Stage) CommitRaw(raw []byte) (*Manifest, error) {
 	if err := m.CheckFiles(s.Dir); err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(s.Dir, 0o755); err != nil {
+	if err := s.commit(); err != nil {
 		return nil, err
 	}
-	if err := s.sync(); err != nil {
-		return nil, err
-	}
-	if err := s.replace(); err != nil {
-		return nil, err
-	}
-	return &m, syncDir(filepath.Dir(s.target))
+	return &m, nil
 }

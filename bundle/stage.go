@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"time"
+
+	"github.com/c2vm/c2vm/internal/fileutil"
 )
 
 // Stage is a bundle under construction in a temporary directory beside its target.
@@ -17,7 +17,7 @@ type Stage struct {
 
 // NewStage creates the temporary directory for a bundle that will end up at target. The parent of
 // target must exist. Stale stages of earlier, killed conversions to target are removed first (see
-// removeStaleStages).
+// fileutil.MkdirStage).
 func NewStage(target string) (*Stage, error) {
 	target = filepath.Clean(target)
 	parent := filepath.Dir(target)
@@ -29,8 +29,7 @@ func NewStage(target string) (*Stage, error) {
 	} else if err == nil && !replaceable(target) {
 		return nil, fmt.Errorf("output %s exists and is not a c2vm bundle: remove it or choose another -o", target)
 	}
-	removeStaleStages(target, time.Now())
-	dir, err := os.MkdirTemp(parent, stagePrefix(target)+strconv.Itoa(os.Getpid())+"-")
+	dir, err := fileutil.MkdirStage(target)
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", target, err)
 	}
@@ -56,16 +55,7 @@ func (s *Stage) Commit(m *Manifest) error {
 	if err := os.WriteFile(s.Path(ManifestFile), b, 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", ManifestFile, err)
 	}
-	if err := os.Chmod(s.Dir, 0o755); err != nil {
-		return fmt.Errorf("output %s: %w", s.target, err)
-	}
-	if err := s.sync(); err != nil {
-		return fmt.Errorf("output %s: %w", s.target, err)
-	}
-	if err := s.replace(); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(s.target))
+	return s.commit()
 }
 
 // replaceable reports whether an existing target may be replaced: an empty directory or a bundle.
@@ -75,32 +65,6 @@ func replaceable(target string) bool {
 	}
 	_, err := Read(target)
 	return err == nil
-}
-
-// sync flushes every file of the stage and the stage directory, so that after the rename a crash
-// cannot leave bundle.json beside truncated files.
-func (s *Stage) sync() error {
-	ents, err := os.ReadDir(s.Dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if err := syncPath(s.Path(e.Name())); err != nil {
-			return err
-		}
-	}
-	return syncDir(s.Dir)
-}
-
-func syncDir(dir string) error { return syncPath(dir) }
-
-func syncPath(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Abort removes the stage. It is safe to call after Commit.
@@ -133,37 +97,19 @@ func (s *Stage) describeAll() ([]File, error) {
 	return files, nil
 }
 
-// replace renames the stage onto the target. An existing target is first moved aside and removed
+// commit renames the stage onto the target, flushed first so that after the rename a crash
+// cannot leave bundle.json beside truncated files. An existing target is moved aside and removed
 // only once the new bundle is in place.
-func (s *Stage) replace() error {
+func (s *Stage) commit() error {
 	if _, err := os.Lstat(s.target); err == nil && !replaceable(s.target) { // checked in NewStage too; the directory may have changed since
 		return fmt.Errorf("output %s exists and is not a c2vm bundle: remove it or choose another -o", s.target)
 	}
-	if err := ReplaceDir(s.Dir, s.target); err != nil {
-		return err
+	if err := fileutil.CommitStage(s.Dir, s.target, fileutil.AtomicDirOptions{Sync: true}); err != nil {
+		return fmt.Errorf("output %s: %w", s.target, err)
 	}
 	s.Dir = ""
 	return nil
 }
 
-// ReplaceDir renames the directory dir onto target. An existing target is first moved aside and
-// removed only once dir is in place (put back if the rename fails).
-func ReplaceDir(dir, target string) error {
-	old := ""
-	if _, err := os.Lstat(target); err == nil {
-		old = dir + ".old"
-		if err := os.Rename(target, old); err != nil {
-			return fmt.Errorf("replace %s: %w", target, err)
-		}
-	}
-	if err := os.Rename(dir, target); err != nil {
-		if old != "" {
-			_ = os.Rename(old, target)
-		}
-		return fmt.Errorf("rename into %s: %w", target, err)
-	}
-	if old != "" {
-		return os.RemoveAll(old)
-	}
-	return nil
-}
+// ReplaceDir is fileutil.ReplaceDir, kept for internal/artifact until it calls fileutil itself.
+func ReplaceDir(dir, target string) error { return fileutil.ReplaceDir(dir, target) }
