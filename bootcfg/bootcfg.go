@@ -149,7 +149,8 @@ type Container struct {
 
 // Volume is a filesystem the container sees at Target. A disk volume (FSType ext4, found by
 // Serial or Device) is mounted by the init at VolumesDir/<index> and bound into the container; a
-// tmpfs volume is a fresh, empty tmpfs mounted by the runtime (mode 1777).
+// tmpfs volume is a fresh, empty tmpfs mounted by the runtime (mode 1777); a share (FSType
+// virtiofs or 9p, found by Tag) is a host directory, mounted and bound the same way.
 type Volume struct {
 	Target   string `json:"target"`           // absolute path in the container
 	FSType   string `json:"fstype"`           // ext4 (a disk) or tmpfs
@@ -161,6 +162,12 @@ type Volume struct {
 	// volume is empty, then gives the volume's root the directory's owner and permissions. Set
 	// for image VOLUMEs and read-write named volumes.
 	CopyUp bool `json:"copyUp,omitempty"`
+	// Tag names the host directory a share volume (FSType virtiofs or 9p) mounts: the device's
+	// mount tag (see shares.go).
+	Tag string `json:"tag,omitempty"`
+	// Path, for a share, is a file in the shared directory that the container sees at Target
+	// instead of the whole directory (docker's bind mount of a single file).
+	Path string `json:"path,omitempty"`
 }
 
 // VolumesDir is where the init mounts volumes in the guest: VolumesDir/<index in Volumes>.

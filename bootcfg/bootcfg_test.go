@@ -23,6 +23,9 @@ func sample() Config {
 		{Target: "/data", FSType: "ext4", Serial: "c2vm-vol0"},
 		{Target: "/ro", FSType: "ext4", Device: "/dev/vdc", ReadOnly: true},
 		{Target: "/var/cache", FSType: FSTypeTmpfs},
+		{Target: "/src", FSType: FSTypeVirtiofs, Tag: "c2vm-fs0"},
+		{Target: "/etc/app.conf", FSType: FSTypeVirtiofs, Tag: "c2vm-fs1", Path: "app.conf", ReadOnly: true},
+		{Target: "/p9", FSType: FSType9p, Tag: "c2vm-fs2"},
 	}
 	return c
 }
@@ -104,6 +107,15 @@ func TestValidate(t *testing.T) {
 		{"volume long serial", func(c *Config) { c.Container.Volumes[0].Serial = "c2vm-volume-serial-too-long" }, "volumes[0].serial"},
 		{"volume serial comma", func(c *Config) { c.Container.Volumes[0].Serial = "a,b" }, "volumes[0].serial"},
 		{"volume fstype", func(c *Config) { c.Container.Volumes[0].FSType = "" }, "volumes[0].fstype"},
+		{"share with serial", func(c *Config) { c.Container.Volumes[3].Serial = "c2vm-vol3" }, "volumes[3].fstype: a share has no disk"},
+		{"share without tag", func(c *Config) { c.Container.Volumes[3].Tag = "" }, "volumes[3].tag"},
+		{"share tag comma", func(c *Config) { c.Container.Volumes[3].Tag = "a,b" }, "volumes[3].tag"},
+		{"share tag too long", func(c *Config) { c.Container.Volumes[3].Tag = strings.Repeat("t", 37) }, "volumes[3].tag"},
+		{"share duplicate tag", func(c *Config) { c.Container.Volumes[4].Tag = "c2vm-fs0" }, "volumes[4].tag: \"c2vm-fs0\" is used"},
+		{"share copy-up", func(c *Config) { c.Container.Volumes[3].CopyUp = true }, "volumes[3].copyUp"},
+		{"share path with slash", func(c *Config) { c.Container.Volumes[4].Path = "etc/app.conf" }, "volumes[4].path"},
+		{"share path dot-dot", func(c *Config) { c.Container.Volumes[4].Path = ".." }, "volumes[4].path"},
+		{"disk with tag", func(c *Config) { c.Container.Volumes[0].Tag = "c2vm-fs9" }, "volumes[0].tag: only a share"},
 		{"tmpfs volume with disk", func(c *Config) { c.Container.Volumes[2].Device = "/dev/vdd" }, "volumes[2].fstype: a tmpfs volume has no disk"},
 	}
 	for _, tt := range tests {

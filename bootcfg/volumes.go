@@ -11,7 +11,7 @@ const maxSerial = 20
 
 // validateVolumes checks each volume and that no two share a target.
 func validateVolumes(vols []Volume) error {
-	seen := map[string]bool{}
+	seen, tags := map[string]bool{}, map[string]bool{}
 	for i, v := range vols {
 		if err := v.validate(); err != nil {
 			return fmt.Errorf("volumes[%d].%w", i, err)
@@ -20,6 +20,10 @@ func validateVolumes(vols []Volume) error {
 			return fmt.Errorf("volumes[%d].target: %q is used by another volume", i, v.Target)
 		}
 		seen[v.Target] = true
+		if v.Share() && tags[v.Tag] {
+			return fmt.Errorf("volumes[%d].tag: %q is used by another share", i, v.Tag)
+		}
+		tags[v.Tag] = true
 	}
 	return nil
 }
@@ -30,6 +34,12 @@ func (v Volume) validate() error {
 	}
 	if v.Target == "/" {
 		return errors.New("target: a volume cannot replace the container's root")
+	}
+	if v.Share() {
+		return v.validateShare()
+	}
+	if v.Tag != "" || v.Path != "" {
+		return errors.New("tag: only a share (fstype virtiofs or 9p) has a tag and path")
 	}
 	switch {
 	case v.FSType == FSTypeTmpfs:

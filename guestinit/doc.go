@@ -33,7 +33,8 @@
 //	                                    (its xattrs applied from <Rootfs.Path>.xattrs)
 //	/run/c2vm/upper/{upper,work}        overlay upper: tmpfs (Overlay.Size) or ext4 disk (Overlay.Device or .Serial)
 //	/run/c2vm/volumes/<N>               volume N of Container.Volumes (disk or tmpfs, filled from the
-//	                                    image when CopyUp), bound onto its target
+//	                                    image when CopyUp, or a host directory share by tag), bound
+//	                                    onto its target (a share's Path: that one file)
 //	<BundleDir>/rootfs                  overlay mount, the container root
 //	<BundleDir>/config.json             patched runtime spec
 //	/run/c2vm/etc/{hosts,resolv.conf,hostname}  bind-mounted onto the container's /etc files

@@ -20,6 +20,7 @@ func Steps() []Step {
 		{Name: "switchroot", Run: stepSwitchRoot},
 		{Name: "rootfs", Run: stepRootfs},
 		{Name: "volumes", Run: stepVolumes},
+		{Name: "shares", Run: stepShares},
 		{Name: "network", Run: stepNetwork},
 		{Name: "files", Run: stepFiles},
 		{Name: "sysctl", Run: stepSysctl},

@@ -20,6 +20,9 @@ const sysBlock = "/sys/block"
 // the container.
 func stepVolumes(_ context.Context, st *State) error {
 	for i, v := range st.Cfg.Container.Volumes {
+		if v.Share() {
+			continue // stepShares
+		}
 		if err := mountVolume(st, i, v); err != nil {
 			return err
 		}
@@ -138,7 +141,7 @@ func disks(st *State) []string {
 func volumeMounts(vols []bootcfg.Volume) []specs.Mount {
 	var out []specs.Mount
 	for i, v := range vols {
-		m := specs.Mount{Destination: v.Target, Type: "bind", Source: volumeDir(i), Options: []string{"rbind", "rprivate"}}
+		m := specs.Mount{Destination: v.Target, Type: "bind", Source: volumeSource(i, v), Options: []string{"rbind", "rprivate"}}
 		if v.ReadOnly {
 			m.Options = append(m.Options, "ro")
 		}
