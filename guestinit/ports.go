@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/c2vm/c2vm/bootcfg"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -42,11 +41,16 @@ func FindPorts(sys System, sysDir string) (ports map[string]string, complete boo
 	return ports, complete, nil
 }
 
-// stepPorts finds the virtio-serial ports. The host names ports asynchronously after the
-// virtio_console driver binds, so when a virtio console device exists it polls, bounded, until
-// the status port is named and no port is unnamed.
+// stepPorts finds the named channels and opens the status channel. The host names virtio-serial
+// ports asynchronously after the virtio_console driver binds, so when a virtio console device
+// exists it polls, bounded, until the status port is named and no port is unnamed. When the host
+// serves the channels over vsock (see openChannel), the status channel is a vsock connection.
 func stepPorts(_ context.Context, st *State) error {
+	vsock := channelsOverVsock(st)
 	if ents, err := st.Sys.ReadDir(virtioConsoleDrv); err != nil || !hasDevice(ents) {
+		if vsock {
+			return openStatusPort(st)
+		}
 		return nil // no virtio console: stdio and status go to /dev/console
 	}
 	var scanErr error
@@ -57,10 +61,10 @@ func stepPorts(_ context.Context, st *State) error {
 			st.Ports = ports
 		}
 		_, ok := ports[bootcfg.StatusPortName]
-		return ok && complete, nil
+		return (ok || vsock) && complete || vsock && err != nil, nil
 	})
-	if p, ok := st.Ports[bootcfg.StatusPortName]; ok { // complete, or the status port at least
-		return openStatusPort(st, p)
+	if _, ok := st.Ports[bootcfg.StatusPortName]; ok || vsock { // complete, or the status port at least
+		return openStatusPort(st)
 	}
 	if scanErr != nil {
 		return scanErr
@@ -77,13 +81,15 @@ func hasDevice[E interface{ Name() string }](ents []E) bool {
 	return false
 }
 
-func openStatusPort(st *State, p string) error {
+// openStatusPort opens the status channel (once: a virtio port can be open only once) and
+// announces the init on it.
+func openStatusPort(st *State) error {
 	if st.statusPort != nil {
 		return nil
 	}
-	f, err := st.Sys.OpenFile(p, os.O_RDWR|unix.O_CLOEXEC, 0)
+	f, err := openChannel(st, bootcfg.StatusPortName, "", os.O_RDWR)
 	if err != nil {
-		return fmt.Errorf("open status port %s: %w", p, err)
+		return fmt.Errorf("open status port: %w", err)
 	}
 	st.statusPort = f
 	if err := st.writeStatus([]byte(bootcfg.ReadyLine + "\n")); err != nil {

@@ -107,8 +107,8 @@ func reap(sys System, pid int, other func(int, unix.WaitStatus)) (unix.WaitStatu
 	}
 }
 
-// openStdio opens the workload's stdin, stdout and stderr: the virtio-serial ports when present,
-// else /dev/null for stdin and /dev/console for output.
+// openStdio opens the workload's stdin, stdout and stderr: their channels when present (see
+// openChannel), else /dev/null for stdin and /dev/console for output.
 func openStdio(st *State) ([]*os.File, error) {
 	type spec struct {
 		port, fallback string
@@ -120,14 +120,10 @@ func openStdio(st *State) ([]*os.File, error) {
 		{bootcfg.StdoutPortName, consolePath, os.O_WRONLY},
 		{bootcfg.StderrPortName, consolePath, os.O_WRONLY},
 	} {
-		p, ok := st.Ports[s.port]
-		if !ok {
-			p = s.fallback
-		}
-		f, err := st.Sys.OpenFile(p, s.flag|unix.O_CLOEXEC, 0)
+		f, err := openChannel(st, s.port, s.fallback, s.flag)
 		if err != nil {
 			closeAll(files)
-			return nil, fmt.Errorf("open workload stdio %s: %w", p, err)
+			return nil, fmt.Errorf("open workload stdio: %w", err)
 		}
 		files = append(files, f)
 	}
