@@ -44,10 +44,11 @@ const (
 
 // DefaultModules are the kernel modules every bundle loads (dependencies are added by initgen):
 // virtio over PCI (QEMU q35, Cloud Hypervisor) and over MMIO described by ACPI (QEMU microvm,
-// Firecracker >= 1.8).
+// Firecracker >= 1.8); virtiofs (with fuse) for host directories (-v /dir:/path).
 var DefaultModules = []string{
 	"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "virtio_rng",
 	"overlay", "squashfs", "erofs", "binfmt_misc", "vsock", "vmw_vsock_virtio_transport",
+	"fuse", "virtiofs",
 }
 
 // Options configures a conversion. Only Image and Output are required.

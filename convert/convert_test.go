@@ -52,6 +52,8 @@ var fakeModules = []fakekernel.Mod{
 	{Path: "kernel/net/vmw_vsock/vsock.ko"},
 	{Path: "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko", Depends: []string{"vsock", "virtio", "virtio_ring"}},
 	{Path: "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko", Depends: []string{"vmw_vsock_virtio_transport_common", "vsock"}},
+	{Path: "kernel/fs/fuse/fuse.ko"},
+	{Path: "kernel/fs/fuse/virtiofs.ko", Depends: []string{"fuse", "virtio", "virtio_ring"}},
 }
 
 // fakeAssets points C2VM_LIBDIR at stand-ins for the guest init and runc.

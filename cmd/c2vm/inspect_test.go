@@ -24,7 +24,7 @@ func convertFake(t *testing.T, extra ...string) (dir, stdout string) {
 	t.Setenv("C2VM_LIBDIR", lib)
 	kdir := t.TempDir()
 	var mods []fakekernel.Mod
-	for _, m := range []string{"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "virtio-rng", "overlay", "squashfs", "erofs", "binfmt_misc", "vsock", "vmw_vsock_virtio_transport"} {
+	for _, m := range []string{"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "virtio-rng", "overlay", "squashfs", "erofs", "binfmt_misc", "vsock", "vmw_vsock_virtio_transport", "fuse", "virtiofs"} {
 		mods = append(mods, fakekernel.Mod{Path: "kernel/" + m + ".ko"})
 	}
 	fakekernel.WriteTree(t, kdir, fakekernel.Files("6.1.0-fake", mods, nil))
