@@ -140,6 +140,7 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 		}
 		a = append(a, "-drive", "id="+id+",file="+qemuOptValue(d.Path)+",format=raw,if=none"+ro, "-device", dev)
 	}
+	a = append(a, shareArgs(cfg.Shares, mem)...)
 	a = append(a, netArgs(cfg.Network)...)
 	a = append(a, "-device", "virtio-rng-pci")
 	return a, nil

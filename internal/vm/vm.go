@@ -39,6 +39,7 @@ type Config struct {
 	// DefaultKVMStartTimeout); past it the boot is retried under TCG.
 	KVMStartTimeout time.Duration
 	Network         *Network // nil = no network interface
+	Shares          []Share  // host directories (see Share)
 
 	Stdin   io.Reader // nil = the workload's stdin is /dev/null
 	Stdout  io.Writer // nil = discard
@@ -187,6 +188,10 @@ func startBoot(cfg Config, acc Accel, carry carryOver) (*bootRun, error) {
 	b.cmd = exec.Command(argv[0], argv[1:]...)
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	b.cmd.Stderr = &limitedWriter{w: b.qemuErr, n: 8192}
+	if b.cmd.ExtraFiles, err = connectShares(cfg.Shares); err != nil {
+		return nil, err
+	}
+	defer closeFiles(b.cmd.ExtraFiles)
 	if err := b.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
