@@ -53,6 +53,8 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "accel", Value: vm.AccelAuto, EnvVars: []string{"C2VM_ACCEL"}, Usage: "auto (KVM when hardware virtualization backs /dev/kvm, else TCG), kvm or tcg"},
 			&cli.BoolFlag{Name: "debug", Usage: "show the kernel console and the init's steps on stderr"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the QEMU command line run would use, and stop"},
+			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run the VM in the background under a supervisor and print its ID (see ps, logs, stop, rm, wait)"},
+			&cli.StringFlag{Name: "name", Usage: "name the detached VM (-d)"},
 		}...), append(dockerFlags(), registryFlags()...)...),
 		Action: runRun,
 	}
@@ -62,6 +64,12 @@ func runRun(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
 		return usageError("run: want a bundle DIR argument")
+	}
+	if c.Bool("detach") {
+		return runDetached(c)
+	}
+	if c.IsSet("name") {
+		return usageError("run: --name names a detached VM: add -d")
 	}
 	dir, cmd := args[0], args[1:]
 	if len(cmd) > 0 && cmd[0] == "--" {

@@ -22,8 +22,6 @@ func dockerFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "cap-add", Usage: "add a capability (NET_ADMIN, ALL, ...)"},
 		&cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a capability (NET_RAW, ALL, ...)"},
 		&cli.StringFlag{Name: "platform", Usage: "require the bundle to be of this platform (os/arch[/variant])"},
-		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Hidden: true},
-		&cli.StringFlag{Name: "name", Hidden: true},
 		&cli.BoolFlag{Name: "init", Hidden: true},
 		&cli.BoolFlag{Name: "privileged", Hidden: true},
 		&cli.StringSliceFlag{Name: "ulimit", Hidden: true},
@@ -33,8 +31,6 @@ func dockerFlags() []cli.Flag {
 
 // unsupported says, for each docker flag c2vm cannot honour, why and what to do instead.
 var unsupported = []struct{ flag, why string }{
-	{"detach", "c2vm run stays in the foreground (there is no daemon to hand the VM to): start it in the background from your shell or service manager"},
-	{"name", "c2vm keeps no list of running VMs to name: drop --name"},
 	{"init", "there is no init to add yet: the workload is PID 1 of its container, as without --init"},
 	{"privileged", "not supported: add what the workload needs with --cap-add (the VM is the sandbox either way)"},
 	{"ulimit", "not supported yet: the workload gets RLIMIT_NOFILE 1048576 and the kernel's defaults otherwise"},
