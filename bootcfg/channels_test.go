@@ -12,7 +12,7 @@ func TestParseChannels(t *testing.T) {
 		}
 	}
 	seen := map[uint32]string{}
-	for _, name := range []string{StatusPortName, StdoutPortName, StderrPortName, StdinPortName} {
+	for _, name := range []string{StatusPortName, StdoutPortName, StderrPortName, StdinPortName, AgentPortName} {
 		p, ok := VsockPort(name)
 		if !ok || p < 1024 || seen[p] != "" {
 			t.Errorf("VsockPort(%s) = %d, %v; want a distinct unprivileged port (seen %v)", name, p, ok, seen)

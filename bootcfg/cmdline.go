@@ -76,6 +76,7 @@ var vsockPorts = map[string]uint32{
 	StdoutPortName: 6302,
 	StderrPortName: 6303,
 	StdinPortName:  6304,
+	AgentPortName:  6305, // the guest accepts again and again: one connection at a time, for the VM's life
 }
 
 // VsockPort returns the vsock port the guest listens on for a named channel.

@@ -117,13 +117,14 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	for _, p := range []struct{ key, name string }{
 		{portStdout, bootcfg.StdoutPortName}, {portStderr, bootcfg.StderrPortName},
 		{portStatus, bootcfg.StatusPortName}, {portStdin, bootcfg.StdinPortName},
+		{portAgent, bootcfg.AgentPortName},
 	} {
 		if socks[p.key] == "" || cfg.Channels == ChannelsVsock {
 			continue
 		}
 		server := ""
-		if p.key == portStdin {
-			server = ",server=on,wait=off" // see feedStdin
+		if p.key == portStdin || p.key == portAgent {
+			server = ",server=on,wait=off" // see feedStdin and Machine.Agent
 		}
 		a = append(a, "-chardev", "socket,id="+p.key+",path="+socks[p.key]+server,
 			"-device", "virtserialport,bus=vser.0,chardev="+p.key+",name="+p.name)

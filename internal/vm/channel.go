@@ -48,6 +48,7 @@ type Channel interface {
 var channelNames = map[string]string{
 	portStdout: bootcfg.StdoutPortName, portStderr: bootcfg.StderrPortName,
 	portStatus: bootcfg.StatusPortName, portStdin: bootcfg.StdinPortName,
+	portAgent: bootcfg.AgentPortName,
 }
 
 // channels connects the host ends of one boot's named channels.
@@ -152,6 +153,7 @@ type ports struct {
 	dir       string
 	listeners map[string]net.Listener
 	stdin     string        // the stdin port's socket, where QEMU listens (see feedStdin); "" = none
+	agent     string        // the agent port's socket, where QEMU listens (see Machine.Agent); "" = none
 	closed    chan struct{} // closed by close
 	once      sync.Once
 }
@@ -163,6 +165,7 @@ const (
 	portStdin   = "stdin"
 	portStatus  = "status"
 	portQMP     = "qmp"
+	portAgent   = "agent"
 )
 
 // listenPorts listens for the console and, on virtio-serial, the named channels.
@@ -194,6 +197,9 @@ func (p *ports) paths() map[string]string {
 	}
 	if p.stdin != "" {
 		m[portStdin] = p.stdin
+	}
+	if p.agent != "" {
+		m[portAgent] = p.agent
 	}
 	return m
 }

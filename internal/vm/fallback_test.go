@@ -80,7 +80,12 @@ func fakeQEMU(args []string) int {
 			port, _ := bootcfg.VsockPort(name.port)
 			socks[name.id] = fakeVsockPath(cid, port)
 		}
+		port, _ := bootcfg.VsockPort(bootcfg.AgentPortName)
+		go serveFakeAgent(fakeVsockPath(cid, port)) // the guest listens whether or not the host dials
 		return fakeGuest(socks, true)
+	}
+	if p := socks["agent"]; p != "" { // QEMU listens on the agent socket and c2vm dials
+		go serveFakeAgent(p)
 	}
 	return fakeGuest(socks, false)
 }

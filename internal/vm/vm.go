@@ -57,6 +57,9 @@ type Config struct {
 	// ChannelsVsock (needs /dev/vhost-vsock; the guest is then GuestCID, 0 = DefaultGuestCID).
 	Channels string
 	GuestCID uint32
+	// Agent gives the VM the agent channel (bootcfg.AgentPortName, package agent), which
+	// Machine.Agent connects to; without it the guest serves no agent.
+	Agent bool
 	// OnStart, when set, is called with the QEMU command line before it starts.
 	OnStart func(argv []string)
 	// OnAccel, when set, is called with the accelerator before each boot: once, or twice when an
@@ -119,6 +122,9 @@ func DryRun(cfg Config) ([]string, error) {
 		if cfg.Stdin != nil {
 			socks[portStdin] = filepath.Join(dir, portStdin+".sock")
 		}
+		if cfg.Agent {
+			socks[portAgent] = filepath.Join(dir, portAgent+".sock")
+		}
 	}
 	return Argv(cfg, socks)
 }
@@ -170,6 +176,9 @@ func startBoot(cfg Config, acc Accel, carry carryOver) (*bootRun, error) {
 	p, err := listenPorts(dir, cfg.Channels != ChannelsVsock, cfg.Stdin != nil)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Agent && cfg.Channels != ChannelsVsock {
+		p.agent = filepath.Join(dir, portAgent+".sock") // QEMU listens there (see Machine.Agent)
 	}
 	defer func() {
 		if !ok {
