@@ -37,10 +37,20 @@ const execDir = "/run/c2vm/exec"
 // agentRetry is the pause before the port is opened again after the host end went away.
 const agentRetry = 250 * time.Millisecond
 
-// stepAgent starts serving the agent when the VM has an agent port; without one it does nothing.
+// stepAgent starts serving the agent when the VM has an agent port, or over vsock when the host
+// serves the channels there (the agent's vsock port is then always listened on: the guest cannot
+// tell whether the host will dial); otherwise it does nothing.
 func stepAgent(ctx context.Context, st *State) error {
-	p, ok := st.Ports[bootcfg.AgentPortName]
-	if !ok {
+	var l net.Listener
+	if p, ok := st.Ports[bootcfg.AgentPortName]; ok {
+		l = &portListener{st: st, path: p}
+	} else if channelsOverVsock(st) {
+		port, _ := bootcfg.VsockPort(bootcfg.AgentPortName)
+		var err error
+		if l, err = vsockListen(port); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	} else {
 		return nil
 	}
 	if err := st.Sys.MkdirAll(execDir, 0o700); err != nil {
@@ -52,7 +62,7 @@ func stepAgent(ctx context.Context, st *State) error {
 	}
 	agent.RegisterAgentService(srv, newAgentServer(st))
 	goSafe(st, "agent", func() {
-		err := srv.Serve(ctx, &portListener{st: st, path: p})
+		err := srv.Serve(ctx, l)
 		st.Debugf("agent: %v", err)
 	})
 	return nil
@@ -548,3 +558,54 @@ type portAddr string
 
 func (a portAddr) Network() string { return "virtio-serial" }
 func (a portAddr) String() string  { return string(a) }
+
+// vsockListen listens on a vsock port of the guest; a variable so that unit tests run without
+// AF_VSOCK.
+var vsockListen = listenVsock
+
+// listenVsock is vsockListen on AF_VSOCK: a non-blocking socket held as a file, so that Accept
+// waits in the runtime's poller and Close ends it.
+func listenVsock(port uint32) (net.Listener, error) {
+	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("vsock socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: port}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("vsock bind port %d: %w", port, err)
+	}
+	if err := unix.Listen(fd, 4); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("vsock listen port %d: %w", port, err)
+	}
+	return &vsockListener{f: os.NewFile(uintptr(fd), fmt.Sprintf("vsock:%d", port)), port: port}, nil
+}
+
+type vsockListener struct {
+	f    *os.File
+	port uint32
+}
+
+func (l *vsockListener) Accept() (net.Conn, error) {
+	rc, err := l.f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var nfd int
+	var aerr error
+	err = rc.Read(func(fd uintptr) bool {
+		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		return aerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = aerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vsock accept port %d: %w", l.port, err)
+	}
+	name := fmt.Sprintf("vsock:%d", l.port)
+	return &portConn{File: os.NewFile(uintptr(nfd), name), done: make(chan struct{})}, nil
+}
+
+func (l *vsockListener) Close() error   { return l.f.Close() }
+func (l *vsockListener) Addr() net.Addr { return portAddr(l.f.Name()) }

@@ -3,7 +3,9 @@ package guestinit
 import (
 	"context"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -275,5 +277,58 @@ func TestAgentPanicRecovered(t *testing.T) {
 	_, err := recoverPanics(context.Background(), nil, info, func(context.Context, func(any) error) (any, error) { panic("bug") })
 	if err == nil || !strings.Contains(err.Error(), "Exec: panic: bug") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestStepAgentListens: without an agent port the agent is served over vsock when the command line
+// puts the channels there, and not at all otherwise.
+func TestStepAgentListens(t *testing.T) {
+	for _, tt := range []struct {
+		name, cmdline string
+		want          string // "vsock" or "none"
+	}{
+		{"vsock", "console=ttyS0 " + bootcfg.FormatChannels(bootcfg.ChannelsVsock), "vsock"},
+		{"none", "console=ttyS0", "none"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			f.file(t, "/proc/cmdline", tt.cmdline)
+			f.file(t, "/proc/uptime", "5.5 1.0\n")
+			sock := filepath.Join(t.TempDir(), "agent.sock")
+			var listened []uint32
+			old := vsockListen
+			vsockListen = func(port uint32) (net.Listener, error) {
+				listened = append(listened, port)
+				return net.Listen("unix", sock)
+			}
+			t.Cleanup(func() { vsockListen = old })
+			st := &State{Sys: f, Clock: newClock(), Cfg: &bootcfg.Config{Container: bootcfg.Container{ID: "ctr"}}}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if err := stepAgent(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			if tt.want == "none" {
+				if len(listened) != 0 {
+					t.Errorf("listened on vsock %v without vsock channels", listened)
+				}
+				return
+			}
+			if want, _ := bootcfg.VsockPort(bootcfg.AgentPortName); len(listened) != 1 || listened[0] != want {
+				t.Fatalf("listened on %v, want vsock port %d", listened, want)
+			}
+			for range 2 { // the host may come back after its connection ended
+				conn, err := net.Dial("unix", sock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := ttrpc.NewClient(conn)
+				s, err := agent.NewAgentClient(c).Stats(ctx, &agent.StatsRequest{})
+				c.Close()
+				if err != nil || s.UptimeSeconds != 5.5 {
+					t.Fatalf("Stats = %+v, %v", s, err)
+				}
+			}
+		})
 	}
 }
