@@ -16,6 +16,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -114,9 +116,12 @@ type Process struct {
 	StopSignal string   `json:"stopSignal,omitempty"`
 }
 
-// Read loads and checks dir/bundle.json.
+// MaxManifestSize bounds bundle.json.
+const MaxManifestSize = 8 << 20
+
+// Read loads and checks dir/bundle.json (a regular file of at most MaxManifestSize bytes).
 func Read(dir string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	b, err := readRegular(filepath.Join(dir, ManifestFile), MaxManifestSize)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s is not a c2vm bundle: no %s (make one with c2vm convert)", dir, ManifestFile)
@@ -144,8 +149,14 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Verify checks that every file listed in the manifest is present with the recorded size and digest.
+// Verify checks that every file listed in the manifest is present with the recorded size and
+// digest; the names are checked first (CheckFileName), so nothing outside dir is opened.
 func (m *Manifest) Verify(dir string) error {
+	for _, f := range m.Files {
+		if err := CheckFileName(f.Name); err != nil {
+			return fmt.Errorf("verify bundle %s: %w", dir, err)
+		}
+	}
 	for _, f := range m.Files {
 		got, err := Describe(filepath.Join(dir, f.Name))
 		if err != nil {
@@ -158,9 +169,52 @@ func (m *Manifest) Verify(dir string) error {
 	return nil
 }
 
-// Describe returns a File (name, size, sha256) for path.
+// CheckFileName requires a file name from bundle.json to be a plain name of a file inside the
+// bundle: not empty, ".", "..", bundle.json itself, nor anything with a slash or a NUL.
+func CheckFileName(name string) error {
+	if name == "" || name == "." || name == ".." || name == ManifestFile || strings.ContainsAny(name, "/\x00") || len(name) > 255 {
+		return fmt.Errorf("%s lists the file %q: not a plain file name inside the bundle", ManifestFile, name)
+	}
+	return nil
+}
+
+// openRegular opens path for reading if it is a regular file, never following a final symbolic
+// link nor blocking on a FIFO or device.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, nil, fmt.Errorf("%s is a symbolic link, not a regular file", path)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
+// readRegular reads a regular file of at most max bytes.
+func readRegular(path string, max int64) ([]byte, error) {
+	f, fi, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi.Size() > max {
+		return nil, fmt.Errorf("%s is %d bytes, over the %d MiB limit", path, fi.Size(), max>>20)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// Describe returns a File (name, size, sha256) for path, which must be a regular file.
 func Describe(path string) (File, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return File{}, err
 	}

@@ -41,6 +41,7 @@ func runPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer rc.Close()
 	res, err := artifact.Push(c.Context, rc, c.Args().Get(0), c.Args().Get(1))
 	if err != nil {
 		return err
@@ -75,6 +76,7 @@ func runPull(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer rc.Close()
 	m, err := artifact.Pull(c.Context, rc, c.Args().Get(0), c.Args().Get(1), c.String("platform"))
 	if err != nil {
 		return err

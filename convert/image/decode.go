@@ -12,6 +12,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/internal/descriptor"
 )
 
 // MaxJSONSize bounds index, manifest and config blobs; larger ones are rejected before reading.
@@ -22,16 +24,9 @@ func blobPath(d digest.Digest) string {
 	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
 }
 
-// validateDescriptor checks the fields every descriptor must carry.
-func validateDescriptor(d ocispec.Descriptor) error {
-	if err := d.Digest.Validate(); err != nil {
-		return fmt.Errorf("descriptor digest %q: %w", d.Digest, err)
-	}
-	if d.Size < 0 {
-		return fmt.Errorf("descriptor %s: negative size %d", d.Digest, d.Size)
-	}
-	return nil
-}
+// validateDescriptor checks the fields every descriptor must carry (media types are checked where
+// their kind is known).
+func validateDescriptor(d ocispec.Descriptor) error { return descriptor.Check(d, -1) }
 
 // readJSONBlob reads a small blob named by desc, checking size and digest. what says what it is
 // ("manifest", "config", …) for error messages.

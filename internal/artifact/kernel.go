@@ -13,6 +13,8 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/c2vm/c2vm/internal/descriptor"
+	"github.com/c2vm/c2vm/internal/fileutil"
 	"github.com/c2vm/c2vm/internal/registry"
 	"github.com/c2vm/c2vm/kernel"
 )
@@ -78,6 +80,16 @@ func kernelManifest(t *kernel.Tree, raw []byte) ocispec.Manifest {
 	return man
 }
 
+// kernelKind is what a kernel artifact's manifest may hold.
+var kernelKind = kind{
+	config:     kernel.ArtifactConfigType,
+	layerTypes: []string{kernel.VmlinuzMediaType, kernel.ConfigMediaType, kernel.ModulesBuiltinMedia},
+	maxLayer:   maxKernelFile,
+}
+
+// maxKernelFile bounds one file of a pulled kernel (as kernel.Tree.Check does).
+const maxKernelFile = 256 << 20
+
 // PullKernel downloads the c2vm kernel ref names for platform ("" = the host's) into
 // cacheDir/kernel-c2vm/pulled-<manifest digest>/, verified, and makes it the c2vm kernel of its
 // architecture (what --kernel c2vm boots). It returns the kernel's description and directory.
@@ -97,7 +109,7 @@ func PullKernel(ctx context.Context, c *registry.Client, refStr, cacheDir, platf
 	if err != nil {
 		return fail(err)
 	}
-	dir := kernel.PulledDir(cacheDir, desc.Digest.Encoded())
+	dir := kernel.PulledDir(cacheDir, desc.Digest.Encoded()) // checked by resolve: plain hex
 	if have, err := kernel.DescribeTree(dir, t.Architecture); err != nil || !slices.Equal(have.Files, t.Files) {
 		if err := fetchTree(ctx, c, name, man, t, dir); err != nil {
 			return fail(err)
@@ -111,63 +123,52 @@ func PullKernel(ctx context.Context, c *registry.Client, refStr, cacheDir, platf
 
 // readKernelManifest reads and checks a kernel artifact's manifest and config.
 func readKernelManifest(ctx context.Context, c *registry.Client, name string, desc ocispec.Descriptor, arch string) (ocispec.Manifest, *kernel.Tree, error) {
-	man, err := readManifest(ctx, c, name, desc)
+	man, err := readManifest(ctx, c, name, desc, kernelKind)
 	if err != nil {
 		return man, nil, err
 	}
-	if man.ArtifactType != kernel.ArtifactType || man.Config.MediaType != kernel.ArtifactConfigType {
-		return man, nil, fmt.Errorf("not a c2vm kernel artifact (artifactType %q, config %q): push kernels with c2vm kernel push", man.ArtifactType, man.Config.MediaType)
+	if man.ArtifactType != kernel.ArtifactType {
+		return man, nil, fmt.Errorf("not a c2vm kernel artifact (artifactType %q): push kernels with c2vm kernel push", man.ArtifactType)
 	}
 	raw, err := c.ReadBlob(ctx, name, man.Config, 1<<20)
 	if err != nil {
 		return man, nil, fmt.Errorf("config: %w", err)
 	}
 	var t kernel.Tree
-	if err := json.Unmarshal(raw, &t); err != nil {
+	if err := descriptor.Unmarshal(raw, &t); err != nil {
 		return man, nil, fmt.Errorf("config: %w", err)
 	}
 	if err := t.Check(arch); err != nil {
 		return man, nil, err
 	}
 	if !slices.EqualFunc(man.Layers, t.Files, func(l ocispec.Descriptor, f kernel.TreeFile) bool {
-		return l.Annotations[ocispec.AnnotationTitle] == f.Name && l.Digest.Encoded() == f.SHA256 && l.Size == f.Size && l.Digest.Algorithm() == digest.SHA256
+		return l.Annotations[ocispec.AnnotationTitle] == f.Name && l.Digest.Algorithm() == digest.SHA256 && l.Digest.Encoded() == f.SHA256 && l.Size == f.Size && l.MediaType == f.MediaType
 	}) {
 		return man, nil, errors.New("the artifact's layers are not the files its config lists")
 	}
 	return man, &t, nil
 }
 
-// fetchTree downloads a kernel tree's files into a stage beside dir and renames it onto dir.
+// fetchTree downloads a kernel tree's files into a stage beside dir and renames it onto dir; a
+// directory that is there and intact (a concurrent pull's) is kept.
 func fetchTree(ctx context.Context, c *registry.Client, name string, man ocispec.Manifest, t *kernel.Tree, dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	stage, err := os.MkdirTemp(filepath.Dir(dir), ".pull-")
-	if err != nil {
-		return err
+	keep := func(dir string) bool {
+		have, err := kernel.DescribeTree(dir, t.Architecture)
+		return err == nil && slices.Equal(have.Files, t.Files)
 	}
-	defer os.RemoveAll(stage)
-	for _, l := range man.Layers {
-		path := filepath.Join(stage, filepath.FromSlash(l.Annotations[ocispec.AnnotationTitle]))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
+	return fileutil.AtomicDir(dir, fileutil.AtomicDirOptions{Keep: keep}, func(stage string) error {
+		for _, l := range man.Layers {
+			path := filepath.Join(stage, filepath.FromSlash(l.Annotations[ocispec.AnnotationTitle]))
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			if err := fetchFile(ctx, c, name, l, path); err != nil {
+				return fmt.Errorf("%s: %w", l.Annotations[ocispec.AnnotationTitle], err)
+			}
 		}
-		if err := fetchFile(ctx, c, name, l, path); err != nil {
-			return fmt.Errorf("%s: %w", l.Annotations[ocispec.AnnotationTitle], err)
-		}
-	}
-	if err := os.Chmod(stage, 0o755); err != nil {
-		return err
-	}
-	if os.Rename(stage, dir) == nil {
 		return nil
-	}
-	// dir exists: a concurrent pull's (keep it if intact) or an incomplete earlier one's.
-	if have, err := kernel.DescribeTree(dir, t.Architecture); err == nil && slices.Equal(have.Files, t.Files) {
-		return nil
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	return os.Rename(stage, dir)
+	})
 }

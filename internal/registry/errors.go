@@ -26,7 +26,14 @@ func describe(ref reference.Named, err error) error {
 	if ref != nil {
 		host, name = reference.Domain(ref), reference.FamiliarString(ref)
 	}
+	var pe *PolicyError
 	switch {
+	case errors.As(err, &pe):
+		return fmt.Errorf("registry %s: %s: %v (list the host with --insecure-registry only if you trust the network to it)", host, name, pe)
+	case errors.Is(err, ErrStalled):
+		return fmt.Errorf("registry %s: %s: %v", host, name, rootCause(err))
+	case isTimeout(err):
+		return fmt.Errorf("registry %s: %s: timed out: %v", host, name, rootCause(err))
 	case isAuth(err):
 		return fmt.Errorf("registry %s: access to %s denied (%s): log in with `docker login %s` (c2vm reads docker's config.json and credential helpers)", host, name, statusText(err), host)
 	case isTLS(err):
@@ -71,6 +78,12 @@ func isTLS(err error) bool {
 	var cv *tls.CertificateVerificationError
 	var rh tls.RecordHeaderError
 	return errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) || errors.As(err, &cv) || errors.As(err, &rh)
+}
+
+// isTimeout reports whether err is a connect, handshake or response-header timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // unreachable reports whether err means the registry could not be reached at all.

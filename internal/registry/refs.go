@@ -2,6 +2,8 @@ package registry
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,26 +12,41 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// refPath is where the descriptor a reference resolved to is remembered: refs/HOST/PATH/@TAG.json
-// (or @sha256:HEX.json), so that a tag can fall back to it and a digest needs no registry.
+// refPath is where the descriptor a reference resolved to is remembered, so that a tag can fall
+// back to it and a digest needs no registry: refs/HOST/PATH/tag=TAG.json or
+// refs/HOST/PATH/digest=ALG-HEX.json. A tag cannot contain "=", so the two never share a file.
 func (c *Client) refPath(ref reference.Named) string {
-	key := "latest"
+	key := "tag=latest"
 	if d, ok := ref.(reference.Digested); ok {
-		key = d.Digest().String()
+		key = "digest=" + d.Digest().Algorithm().String() + "-" + d.Digest().Encoded()
 	} else if t, ok := ref.(reference.Tagged); ok {
-		key = t.Tag()
+		key = "tag=" + t.Tag()
 	}
 	p := strings.ReplaceAll(reference.Path(ref), "..", "_")
-	return filepath.Join(c.cacheDir, "refs", strings.ReplaceAll(reference.Domain(ref), ":", "_"), filepath.FromSlash(p), "@"+strings.ReplaceAll(key, ":", "_")+".json")
+	return filepath.Join(c.cacheDir, "refs", strings.ReplaceAll(reference.Domain(ref), ":", "_"), filepath.FromSlash(p), key+".json")
 }
 
+// savedRef returns what ref resolved to last time, checked as a registry's answer is.
 func (c *Client) savedRef(ref reference.Named) (ocispec.Descriptor, bool) {
 	var d ocispec.Descriptor
-	b, err := os.ReadFile(c.refPath(ref))
-	if err != nil || json.Unmarshal(b, &d) != nil || d.Digest.Validate() != nil {
+	b, err := readSmall(c.refPath(ref), 64<<10)
+	if err != nil || json.Unmarshal(b, &d) != nil || checkResolved(ref, d) != nil {
 		return d, false
 	}
 	return d, true
+}
+
+// readSmall reads a regular file of at most max bytes.
+func readSmall(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > max {
+		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, max)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
 }
 
 // saveRef remembers what ref resolved to, atomically; failures only cost the fallback.

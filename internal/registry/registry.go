@@ -11,7 +11,6 @@ package registry
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -20,12 +19,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/plugins/content/local"
@@ -34,6 +33,8 @@ import (
 	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
+
+	"github.com/c2vm/c2vm/internal/descriptor"
 )
 
 // Options configure a Client. The zero value uses docker's config, the user cache dir and TLS.
@@ -48,6 +49,8 @@ type Options struct {
 	CacheDir string
 	// Warn receives one-line warnings (a cached tag used while the registry is unreachable).
 	Warn func(string)
+	// Timeouts bound each request; the zero value takes the defaults.
+	Timeouts Timeouts
 }
 
 // Client is a registry client with a blob cache.
@@ -56,6 +59,10 @@ type Client struct {
 	resolver remotes.Resolver
 	cache    content.Store
 	cacheDir string
+
+	trOnce sync.Once
+	tr     *transport
+	trErr  error
 }
 
 // New returns a client.
@@ -138,17 +145,15 @@ func LooksLikeReference(s string) bool {
 func (c *Client) CacheDir() string { return c.cacheDir }
 
 // hosts configures one registry host: https (docker.io is registry-1.docker.io), falling back to
-// plain HTTP for loopback and insecure hosts.
+// plain HTTP for loopback and insecure hosts. Every request — to the registry, its token realm,
+// a redirect — goes through the client's one transport, which judges each by its own host.
 func (c *Client) hosts(host string) ([]docker.RegistryHost, error) {
-	insecure := slices.Contains(c.opts.Insecure, host)
-	roots, err := rootCAs()
+	tr, err := c.transport()
 	if err != nil {
 		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: roots, InsecureSkipVerify: insecure} // skip only for --insecure-registry hosts
 	var rt http.RoundTripper = tr
-	if insecure || isLoopback(host) {
+	if tr.plainAllowed(host) {
 		rt = docker.NewHTTPFallback(tr)
 	}
 	client := &http.Client{Transport: rt}
@@ -156,11 +161,33 @@ func (c *Client) hosts(host string) ([]docker.RegistryHost, error) {
 	if host == "docker.io" {
 		name = "registry-1.docker.io"
 	}
+	// Credentials are looked up by the registry's host and sent to it or to the token realm it
+	// names, over what the transport allows for that realm's own host.
 	auth := docker.NewDockerAuthorizer(docker.WithAuthClient(client), docker.WithAuthCreds(c.credentials))
 	return []docker.RegistryHost{{
 		Client: client, Authorizer: auth, Host: name, Scheme: "https", Path: "/v2",
 		Capabilities: docker.HostCapabilityPull | docker.HostCapabilityResolve | docker.HostCapabilityPush,
 	}}, nil
+}
+
+// transport returns the client's transport, made at first use (SSL_CERT_FILE read then).
+func (c *Client) transport() (*transport, error) {
+	c.trOnce.Do(func() {
+		roots, err := rootCAs()
+		if err != nil {
+			c.trErr = err
+			return
+		}
+		c.tr = newTransport(c.opts.Insecure, c.opts.Timeouts, roots)
+	})
+	return c.tr, c.trErr
+}
+
+// Close releases the client's idle connections.
+func (c *Client) Close() {
+	if c.tr != nil {
+		c.tr.closeIdle()
+	}
 }
 
 func isLoopback(host string) bool {
@@ -175,9 +202,15 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// ManifestTypes are the media types a reference may resolve to: an index or a manifest, OCI or
+// Docker.
+var ManifestTypes = []string{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest, images.MediaTypeDockerSchema2ManifestList, images.MediaTypeDockerSchema2Manifest}
+
 // Resolve returns the descriptor a reference names and the name to fetch it with. A digest
 // reference whose blob is cached needs no registry; a tag falls back to the digest it had last
-// time (with a warning) when the registry cannot be reached.
+// time (with a warning) when the registry cannot be reached. The descriptor is checked (digest,
+// size within descriptor.MaxManifest, an index or manifest type) and, for a digest reference,
+// must carry that digest.
 func (c *Client) Resolve(ctx context.Context, ref reference.Named) (string, ocispec.Descriptor, error) {
 	name := ref.String()
 	if saved, ok := c.savedRef(ref); ok {
@@ -189,6 +222,9 @@ func (c *Client) Resolve(ctx context.Context, ref reference.Named) (string, ocis
 	}
 	_, desc, err := c.resolver.Resolve(Quiet(ctx), name)
 	if err == nil {
+		if err := checkResolved(ref, desc); err != nil {
+			return "", ocispec.Descriptor{}, fmt.Errorf("registry %s: %s: %w", reference.Domain(ref), reference.FamiliarString(ref), err)
+		}
 		c.saveRef(ref, desc)
 		return name, desc, nil
 	}
@@ -201,11 +237,41 @@ func (c *Client) Resolve(ctx context.Context, ref reference.Named) (string, ocis
 	return "", ocispec.Descriptor{}, describe(ref, err)
 }
 
+// checkResolved checks what a reference resolved to (from the registry or the refs cache).
+func checkResolved(ref reference.Named, d ocispec.Descriptor) error {
+	if err := descriptor.Check(d, descriptor.MaxManifest, ManifestTypes...); err != nil {
+		return err
+	}
+	if pinned, ok := ref.(reference.Digested); ok && d.Digest != pinned.Digest() {
+		return fmt.Errorf("the registry answered with %s for the pinned digest %s", d.Digest, pinned.Digest())
+	}
+	return nil
+}
+
 // Open returns a blob's content: from the cache, else from the registry while it is written to
-// the cache (committed only when its size and digest check out). The caller verifies what it
-// reads; a blob that another process is caching at the same time is streamed without caching.
+// the cache (committed only when its size and digest check out). The descriptor is checked first;
+// what is read stops at its size (more or less data is an error). The caller verifies the digest
+// of what it reads; a blob that another process is caching at the same time is streamed without
+// caching.
 func (c *Client) Open(ctx context.Context, name string, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	return c.open(ctx, name, desc, true)
+}
+
+// Stream is Open without caching what it fetches: for blobs that land in a verified directory of
+// their own (a pulled bundle or kernel), so that they are not kept twice.
+func (c *Client) Stream(ctx context.Context, name string, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	return c.open(ctx, name, desc, false)
+}
+
+func (c *Client) open(ctx context.Context, name string, desc ocispec.Descriptor, keep bool) (io.ReadCloser, error) {
+	if err := descriptor.Check(desc, -1); err != nil {
+		return nil, err
+	}
 	if ra, err := c.cache.ReaderAt(ctx, desc); err == nil {
+		if ra.Size() != desc.Size {
+			ra.Close()
+			return nil, fmt.Errorf("blob %s: cached with %d bytes, the descriptor says %d: run c2vm cache prune", desc.Digest, ra.Size(), desc.Size)
+		}
 		return &readerAtCloser{Reader: io.NewSectionReader(ra, 0, ra.Size()), c: ra}, nil
 	}
 	f, err := c.resolver.Fetcher(Quiet(ctx), name)
@@ -217,6 +283,10 @@ func (c *Client) Open(ctx context.Context, name string, desc ocispec.Descriptor)
 		ref, _ := ParseReference(name)
 		return nil, describeBlob(ref, desc, err)
 	}
+	rc = &sized{rc: rc, left: desc.Size, desc: desc}
+	if !keep {
+		return rc, nil
+	}
 	// A ref of its own per download: the store's locks are per process, so two converts sharing
 	// the cache must never write one ingest file; each commits by an atomic rename.
 	ref := fmt.Sprintf("c2vm-%s-%d-%d", desc.Digest.Encoded(), os.Getpid(), ingestSeq.Add(1))
@@ -227,17 +297,17 @@ func (c *Client) Open(ctx context.Context, name string, desc ocispec.Descriptor)
 	return &caching{ctx: ctx, r: rc, w: w, ref: ref, desc: desc, store: c.cache}, nil
 }
 
-// ReadBlob reads a whole (small) blob, at most max bytes.
+// ReadBlob reads a whole (small) blob, at most max bytes, and verifies its size and digest.
 func (c *Client) ReadBlob(ctx context.Context, name string, desc ocispec.Descriptor, max int64) ([]byte, error) {
-	if desc.Size > max {
-		return nil, fmt.Errorf("blob %s is %d bytes, more than the %d allowed for metadata", desc.Digest, desc.Size, max)
+	if err := descriptor.Check(desc, max); err != nil {
+		return nil, err
 	}
 	rc, err := c.Open(ctx, name, desc)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	b, err := io.ReadAll(rc)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
@@ -246,6 +316,42 @@ func (c *Client) ReadBlob(ctx context.Context, name string, desc ocispec.Descrip
 	}
 	return b, nil
 }
+
+// sized passes on exactly the declared size of a blob: a stream that ends early or goes on is an
+// error, and nothing past the size is read but one byte.
+type sized struct {
+	rc   io.ReadCloser
+	left int64
+	desc ocispec.Descriptor
+}
+
+func (s *sized) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		var one [1]byte
+		if n, err := s.rc.Read(one[:]); n > 0 {
+			return 0, fmt.Errorf("blob %s: the registry sent more than its %d bytes", s.desc.Digest, s.desc.Size)
+		} else if err != nil && err != io.EOF {
+			return 0, err
+		} else if err == nil {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.rc.Read(p)
+	s.left -= int64(n)
+	if err == io.EOF && s.left > 0 {
+		return n, fmt.Errorf("blob %s: the registry sent %d of its %d bytes: %w", s.desc.Digest, s.desc.Size-s.left, s.desc.Size, io.ErrUnexpectedEOF)
+	}
+	if err == io.EOF {
+		err = nil // reported after the probe for extra bytes
+	}
+	return n, err
+}
+
+func (s *sized) Close() error { return s.rc.Close() }
 
 // Pusher returns a pusher for ref.
 func (c *Client) Pusher(ctx context.Context, ref reference.Named) (remotes.Pusher, error) {
