@@ -25,7 +25,6 @@ func dockerFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "init", Hidden: true},
 		&cli.BoolFlag{Name: "privileged", Hidden: true},
 		&cli.StringSliceFlag{Name: "ulimit", Hidden: true},
-		&cli.StringSliceFlag{Name: "mount", Hidden: true},
 	}
 }
 
@@ -34,7 +33,6 @@ var unsupported = []struct{ flag, why string }{
 	{"init", "there is no init to add yet: the workload is PID 1 of its container, as without --init"},
 	{"privileged", "not supported: add what the workload needs with --cap-add (the VM is the sandbox either way)"},
 	{"ulimit", "not supported yet: the workload gets RLIMIT_NOFILE 1048576 and the kernel's defaults otherwise"},
-	{"mount", "use -v IMAGE.img:TARGET[:ro] or -v NAME:TARGET, or --tmpfs PATH"},
 }
 
 // dockerOptions reads the docker-habit flags into o.

@@ -22,6 +22,7 @@ import (
 	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/convert/spec"
 	"github.com/c2vm/c2vm/initgen"
+	"github.com/c2vm/c2vm/internal/share"
 	"github.com/c2vm/c2vm/internal/vm"
 )
 
@@ -38,7 +39,8 @@ type Options struct {
 	StopSignal  string // "" = the image's StopSignal, else SIGTERM
 	Debug       bool
 	Accel       string
-	// Volumes are -v disk images and named volumes, attached after the rootfs disk in order.
+	// Volumes are -v/--mount disk images and named volumes, attached after the rootfs disk in
+	// order, and host directories (Type TypeBind), shared with the VM.
 	Volumes []Volume
 	// Persist is a directory whose upper.img (created on first use) holds the overlay upper, so
 	// changes to the root filesystem survive the run; "" = a tmpfs upper.
@@ -64,14 +66,20 @@ const (
 	slirpDNS  = "10.0.2.3"
 )
 
-// Plan is a prepared VM run. Close removes its temporary files.
+// Plan is a prepared VM run. Close removes its temporary files and stops its share daemons.
 type Plan struct {
-	VM  vm.Config
-	tmp string
+	VM      vm.Config
+	tmp     string
+	servers []*share.Server
 }
 
-// Close removes the temporary initrd.
-func (p *Plan) Close() error { return os.RemoveAll(p.tmp) }
+// Close removes the temporary initrd and stops the virtio-fs daemons of the run's host directories.
+func (p *Plan) Close() error {
+	for _, s := range p.servers {
+		s.Close()
+	}
+	return os.RemoveAll(p.tmp)
+}
 
 // Prepare reads the bundle at dir and builds the VM configuration for a run with opts.
 func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
@@ -93,6 +101,10 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	shares, servers, err := attachShares(boot, opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := boot.Validate(); err != nil {
 		return nil, fmt.Errorf("run options: %w", err)
 	}
@@ -100,7 +112,7 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare run: %w", err)
 	}
-	p := &Plan{tmp: tmp}
+	p := &Plan{tmp: tmp, servers: servers}
 	initrd := filepath.Join(tmp, "initrd.img")
 	if err := writeInitrd(ctx, initrd, filepath.Join(dir, bundle.InitrdFile), boot, rs); err != nil {
 		p.Close()
@@ -108,6 +120,7 @@ func Prepare(ctx context.Context, dir string, opts Options) (*Plan, error) {
 	}
 	p.VM = vmConfig(dir, m, initrd, opts)
 	p.VM.Disks = append(p.VM.Disks, disks...)
+	p.VM.Shares = shares
 	return p, nil
 }
 

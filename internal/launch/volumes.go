@@ -21,9 +21,9 @@ import (
 	"github.com/c2vm/c2vm/internal/vm"
 )
 
-// Volumes: the Debian cloud kernel has no 9p or virtiofs, so every volume is an ext4 disk image
-// attached as a virtio disk (found by the guest through its virtio serial) or, for an image VOLUME
-// without -v, a fresh tmpfs.
+// Volumes: a named volume or disk image is an ext4 disk image attached as a virtio disk (found by
+// the guest through its virtio serial); an image VOLUME without -v is a fresh tmpfs; a host
+// directory is a share (binds.go).
 
 // DefaultVolumeSize is the size of a new named volume or --persist disk: sparse, so it costs only
 // what is written.
@@ -39,28 +39,37 @@ const (
 	upperImage         = "upper.img"
 )
 
-// Volume is one -v SOURCE:TARGET[:ro|rw].
+// Volume is one -v SOURCE:TARGET[:ro|rw] or --mount.
 type Volume struct {
-	// Source is a disk image path (it contains a "/" or ends in ".img") or a volume name.
+	// Source is a volume name, a disk image path or a host path (absolute), as Type says.
 	Source   string
 	Target   string // absolute path in the container
 	ReadOnly bool
+	// Type is TypeVolume, TypeBind, TypeBlock or TypeTmpfs (see binds.go); "" = by the source's
+	// spelling, as ParseVolume reads it.
+	Type string
+	// create makes a missing bind source directory, as docker's -v does (--mount does not).
+	create bool
 }
 
 var volumeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
-// Named reports whether the source is a volume name rather than a disk image path.
+// Named reports whether the source is a volume name rather than a disk image or host path.
 func (v Volume) Named() bool {
+	if v.Type != "" {
+		return v.Type == TypeVolume
+	}
 	return !strings.Contains(v.Source, "/") && !strings.HasSuffix(v.Source, ".img")
 }
 
-// ParseVolume parses SOURCE:TARGET[:ro|rw].
+// ParseVolume parses docker's -v SOURCE:TARGET[:ro|rw]: SOURCE is a volume name, a host path
+// (absolute, or ./relative; a missing directory is made) or a disk image (ending in .img).
 func ParseVolume(s string) (Volume, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 {
 		return Volume{}, fmt.Errorf("volume %q: want SOURCE:TARGET[:ro|rw]", s)
 	}
-	v := Volume{Source: parts[0], Target: parts[1]}
+	v := Volume{Source: parts[0], Target: parts[1], Type: sourceType(parts[0])}
 	if len(parts) == 3 {
 		switch parts[2] {
 		case "ro":
@@ -74,11 +83,18 @@ func ParseVolume(s string) (Volume, error) {
 	case v.Source == "":
 		return Volume{}, fmt.Errorf("volume %q: empty source", s)
 	case v.Named() && !volumeName.MatchString(v.Source):
-		return Volume{}, fmt.Errorf("volume %q: %q is not a volume name (letters, digits, _ . -) nor a disk image path (with a / or ending in .img)", s, v.Source)
+		return Volume{}, fmt.Errorf("volume %q: %q is not a volume name (letters, digits, _ . -), a host path (absolute, or ./relative: the shell expands ~ only unquoted) nor a disk image (ending in .img)", s, v.Source)
 	case !path.IsAbs(v.Target) || path.Clean(v.Target) == "/":
 		return Volume{}, fmt.Errorf("volume %q: target %q must be an absolute path below /", s, v.Target)
 	}
 	v.Target = path.Clean(v.Target)
+	if v.Type == TypeBind {
+		var err error
+		if v.Source, err = hostPath(v.Source); err != nil {
+			return Volume{}, fmt.Errorf("volume %q: %w", s, err)
+		}
+		v.create = true
+	}
 	return v, nil
 }
 
@@ -116,6 +132,9 @@ func attachVolumes(ctx context.Context, boot *bootcfg.Config, imageVolumes map[s
 	var disks []vm.Disk
 	var vols []bootcfg.Volume
 	for i, v := range opts.Volumes {
+		if v.Type == TypeBind || v.Type == TypeTmpfs {
+			continue // attachShares; Options.Tmpfs
+		}
 		file, err := volumeFile(ctx, v, opts.VolumeSize, uid, gid)
 		if err != nil {
 			return nil, err
@@ -214,7 +233,7 @@ func checkImage(file string) error {
 		return err
 	}
 	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
-		return fmt.Errorf("%s is not a disk image file: volumes are ext4 disk images (the guest kernel has no 9p to share directories)", file)
+		return fmt.Errorf("%s is not a disk image file (a raw ext4 image; -v /dir:/path binds a host directory)", file)
 	}
 	return nil
 }

@@ -19,17 +19,27 @@ import (
 )
 
 func TestParseVolume(t *testing.T) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		in      string
 		want    Volume
 		named   bool
 		wantErr string
 	}{
-		{in: "data:/data", want: Volume{Source: "data", Target: "/data"}, named: true},
-		{in: "cache_1.x:/var/cache/:ro", want: Volume{Source: "cache_1.x", Target: "/var/cache", ReadOnly: true}, named: true},
-		{in: "disk.img:/data:rw", want: Volume{Source: "disk.img", Target: "/data"}},
-		{in: "./d:/mnt", want: Volume{Source: "./d", Target: "/mnt"}},
-		{in: "/abs/x.raw:/x:ro", want: Volume{Source: "/abs/x.raw", Target: "/x", ReadOnly: true}},
+		{in: "data:/data", want: Volume{Source: "data", Target: "/data", Type: TypeVolume}, named: true},
+		{in: "cache_1.x:/var/cache/:ro", want: Volume{Source: "cache_1.x", Target: "/var/cache", ReadOnly: true, Type: TypeVolume}, named: true},
+		{in: "disk.img:/data:rw", want: Volume{Source: "disk.img", Target: "/data", Type: TypeBlock}},
+		{in: "/abs/disk.img:/data", want: Volume{Source: "/abs/disk.img", Target: "/data", Type: TypeBlock}},
+		{in: "./d:/mnt", want: Volume{Source: filepath.Join(cwd, "d"), Target: "/mnt", Type: TypeBind, create: true}},
+		{in: ".:/src", want: Volume{Source: cwd, Target: "/src", Type: TypeBind, create: true}},
+		{in: "/abs/x.raw:/x:ro", want: Volume{Source: "/abs/x.raw", Target: "/x", ReadOnly: true, Type: TypeBind, create: true}},
+		{in: "/abs/dir/:/x", want: Volume{Source: "/abs/dir", Target: "/x", Type: TypeBind, create: true}},
+		{in: "rel/dir:/x", wantErr: "not a volume name (letters, digits, _ . -), a host path"},
+		{in: "~/dir:/x", wantErr: "not a volume name"},
+		{in: "../dir:/x", wantErr: "not a volume name"},
 		{in: "data", wantErr: "want SOURCE:TARGET"},
 		{in: "a:/b:ro:x", wantErr: "want SOURCE:TARGET"},
 		{in: "data:/d:rx", wantErr: `option "rx"`},
