@@ -226,7 +226,7 @@ func vmError(err error, res *vm.Result, timeout time.Duration) error {
 		return fmt.Errorf("run: the VM did not finish within --timeout %s and was killed", timeout)
 	}
 	msg := "run: " + err.Error()
-	if res != nil && res.ConsoleTail != "" && errors.Is(err, vm.ErrNoStatus) {
+	if res != nil && res.ConsoleTail != "" && errors.Is(err, vm.ErrNoStatus) && !errors.Is(err, vm.ErrGuestMemory) {
 		msg += " (run with --debug to see the console; last console line: " + vm.LastLine(res.ConsoleTail) + ")"
 	}
 	return errors.New(msg)

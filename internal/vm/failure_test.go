@@ -2,13 +2,15 @@ package vm
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
 
 // Console tails as the kernels print them when a VM dies before the init reports.
 const (
-	// Debian's 6.1 kernel at -m 64m: the OOM killer takes the init, then the kernel gives up.
+	// The OOM killer finds nothing to kill.
 	tailOOMInit = `[    2.911502] c2vm-init invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0
 [    2.912876] CPU: 0 PID: 1 Comm: c2vm-init Not tainted 6.1.0-41-amd64 #1  Debian 6.1.158-1
 [    2.930911] Out of memory and no killable processes...
@@ -25,25 +27,59 @@ const (
 )
 
 func TestDescribeFailure(t *testing.T) {
-	oom := "the kernel ran out of memory at -m 64m: raise -m (Debian's kernel needs ~96 MiB) or use --kernel c2vm"
+	// Debian's 6.1 cloud kernel at -m 88m (and 80m), recorded: the panic's first line is followed by
+	// a stack trace longer than the 30 lines of Result.ConsoleTail.
+	debian88, err := os.ReadFile("testdata/console-debian-88m.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oom := "the kernel ran out of memory at -m %dm: raise -m (Debian's kernel needs ~96 MiB) or use --kernel c2vm"
 	for _, tt := range []struct {
 		name, console, qemu string
 		mem                 int
+		started             bool
 		want                string
 	}{
-		{"oom deadlock", tailOOMInit, "", 64, oom},
-		{"init killed", tailOOMKilled, "", 64, oom},
-		{"default memory", tailOOMKilled, "", 0, "at -m 512m"},
-		{"other panic", tailNoRoot, "", 64, "the guest kernel panicked: Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"},
-		{"qemu", "SeaBIOS", "qemu-system-x86_64: -drive id=disk0: Could not open '/x': No such file or directory\n", 64, "qemu: qemu-system-x86_64: -drive id=disk0: Could not open"},
-		{"nothing", "[    0.1] booting", "", 64, ErrNoStatus.Error()},
+		{"debian 88m", string(debian88), "", 88, false, fmt.Sprintf(oom, 88)},
+		// At -m 64m Debian's kernel prints nothing at all: its decompressor fails in silence.
+		{"debian 64m", "", "", 64, false, "the guest kernel stopped before printing anything: " + fmt.Sprintf(oom, 64)},
+		{"silent with plenty", "", "", 512, false, ErrNoStatus.Error()},
+		{"silent after the init started", "", "", 64, true, ErrNoStatus.Error()},
+		{"oom deadlock", tailOOMInit, "", 64, false, fmt.Sprintf(oom, 64)},
+		{"init killed", tailOOMKilled, "", 64, true, fmt.Sprintf(oom, 64)},
+		{"default memory", tailOOMKilled, "", 0, true, fmt.Sprintf(oom, 512)},
+		{"cgroup oom is the workload's", "[ 5.1] Memory cgroup out of memory: Killed process 88 (stress)\n" + tailNoRoot, "", 64, true, "the guest kernel panicked: Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"},
+		{"other panic", tailNoRoot, "", 64, false, "the guest kernel panicked: Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"},
+		{"qemu", "", "qemu-system-x86_64: -drive id=disk0: Could not open '/x': No such file or directory\n", 64, false, "qemu: qemu-system-x86_64: -drive id=disk0: Could not open '/x': No such file or directory"},
+		{"nothing", "[    0.1] booting", "", 64, true, ErrNoStatus.Error()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := describeFailure(tt.console, tt.qemu, tt.mem)
-			if !errors.Is(err, ErrNoStatus) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
-				t.Errorf("describeFailure = %q; want one line with %q", err, tt.want)
+			err := describeFailure(tt.console, tt.qemu, tt.mem, tt.started)
+			if !errors.Is(err, ErrNoStatus) || !strings.HasSuffix(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") ||
+				errors.Is(err, ErrGuestMemory) != strings.Contains(tt.want, "out of memory") {
+				t.Errorf("describeFailure = %q; want one line ending in %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestRunOutOfMemory: the recorded Debian console through the relay (the tail keeps more than the
+// 30 lines it shows, so the panic's first line is still there).
+func TestRunOutOfMemory(t *testing.T) {
+	cfg, _, _ := fakeConfig(t, "boot", AccelTCG)
+	debian88, err := os.ReadFile("testdata/console-debian-88m.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("C2VM_FAKE_CONSOLE", strings.ReplaceAll(string(debian88), "\n", "\r\n"))
+	t.Setenv("C2VM_FAKE_NO_STATUS", "1")
+	cfg.MemoryMiB = 88
+	res, err := Run(t.Context(), cfg)
+	if !errors.Is(err, ErrNoStatus) || !strings.Contains(err.Error(), "ran out of memory at -m 88m") {
+		t.Fatalf("Run = %v; want the out-of-memory line", err)
+	}
+	if n := strings.Count(res.ConsoleTail, "\n") + 1; n != consoleTailLines || strings.Contains(res.ConsoleTail, "deadlocked") {
+		t.Errorf("ConsoleTail has %d lines, want the last %d", n, consoleTailLines)
 	}
 }
 

@@ -243,15 +243,21 @@ func (t *tail) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// String returns the last lines, without carriage returns and terminal escape sequences.
+// String returns the last lines (consoleTailLines), without carriage returns and terminal escape
+// sequences.
 func (t *tail) String() string {
-	t.mu.Lock()
-	s := strings.ReplaceAll(string(t.buf), "\r", "")
-	t.mu.Unlock()
-	s = escapes.ReplaceAllString(s, "")
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	lines := strings.Split(strings.TrimRight(t.text(), "\n"), "\n")
 	if len(lines) > consoleTailLines {
 		lines = lines[len(lines)-consoleTailLines:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// text returns all that is kept (at least the last tailBytes), cleaned as String cleans it: a
+// kernel panic's stack trace is longer than consoleTailLines, and its first line says why.
+func (t *tail) text() string {
+	t.mu.Lock()
+	s := strings.ReplaceAll(string(t.buf), "\r", "")
+	t.mu.Unlock()
+	return escapes.ReplaceAllString(s, "")
 }

@@ -237,7 +237,7 @@ func (b *bootRun) wait(ctx context.Context, cfg Config, stops <-chan struct{}) (
 	if err != nil {
 		return res, err
 	}
-	return res, describeFailure(res.ConsoleTail, b.qemuErr.String(), cfg.MemoryMiB)
+	return res, describeFailure(b.relay.console.text(), b.qemuErr.String(), cfg.MemoryMiB, b.relay.isReady())
 }
 
 // startDeadline is when a KVM boot that has not shown the init is given up on; nil = never.
