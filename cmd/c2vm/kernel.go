@@ -59,6 +59,7 @@ func runKernelPush(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer rc.Close()
 	res, err := artifact.PushKernel(c.Context, rc, kernels, c.Args().Get(0))
 	if err != nil {
 		return err
@@ -112,6 +113,7 @@ func runKernelPull(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer rc.Close()
 	t, dir, err := artifact.PullKernel(c.Context, rc, c.Args().Get(0), rc.CacheDir(), c.String("platform"))
 	if err != nil {
 		return err

@@ -150,6 +150,7 @@ func runBundleDir(c *cli.Context, arg string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer rc.Close()
 	return artifact.PullCached(c.Context, rc, arg, rc.CacheDir(), c.String("platform"))
 }
 
