@@ -49,8 +49,20 @@ func Missing() []string {
 	return m
 }
 
-// Start starts dockerd on a fresh data root and stops it when the test ends.
-func Start(t testing.TB) *Daemon {
+// Options are how Start runs dockerd; the zero value is a daemon without networking.
+type Options struct {
+	// Bridge gives containers a bridge of their own (made by Start, removed when the test ends)
+	// so that docker run -p publishes ports on the host, through docker's userland proxy. The
+	// host's firewall is left alone: no iptables rules, no NAT, so containers reach nothing but
+	// the host. Builds still need --network host.
+	Bridge bool
+}
+
+// Start starts dockerd on a fresh data root, without networking, and stops it when the test ends.
+func Start(t testing.TB) *Daemon { return StartWith(t, Options{}) }
+
+// StartWith starts dockerd with opts on a fresh data root and stops it when the test ends.
+func StartWith(t testing.TB, opts Options) *Daemon {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "c2vm-docker-") // short: the socket path has a 108-byte limit
 	if err != nil {
@@ -61,9 +73,13 @@ func Start(t testing.TB) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bridge := "none"
+	if opts.Bridge {
+		bridge = makeBridge(t)
+	}
 	cmd := exec.Command("/usr/sbin/dockerd", "--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "exec"),
 		"-H", "unix://"+d.Sock, "--pidfile", filepath.Join(dir, "pid"),
-		"--iptables=false", "--ip-masq=false", "--bridge=none")
+		"--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge="+bridge)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -94,6 +110,27 @@ func Start(t testing.TB) *Daemon {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// makeBridge adds a bridge for one daemon, named and addressed by this process's id (so that
+// concurrent test processes do not share one), and removes it when the test ends.
+func makeBridge(t testing.TB) string {
+	t.Helper()
+	pid := os.Getpid()
+	name := fmt.Sprintf("c2vmt%d", pid%1000000)
+	cidr := fmt.Sprintf("10.%d.%d.1/24", 200+pid%50, pid/50%250)
+	for _, args := range [][]string{
+		{"link", "add", name, "type", "bridge"},
+		{"addr", "add", cidr, "dev", name},
+		{"link", "set", name, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			exec.Command("ip", "link", "del", name).Run()
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
+	return name
 }
 
 // Run runs the docker client against the daemon and returns its stdout and stderr; err is
