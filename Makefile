@@ -20,7 +20,7 @@ cc = $(if $(filter $(1),$(HOST_ARCH)),gcc,$(TRIPLET_$(1))-gcc)
 FUZZTIME   ?= 30s
 FUZZMIN    ?= 5s
 BUILD_PKGS := gcc libc6-dev pkg-config libseccomp-dev zstd $(CROSS_PKGS)
-DEB_PKGS   := $(BUILD_PKGS) qemu-system-x86 qemu-system-arm squashfs-tools erofs-utils e2fsprogs busybox-static qemu-user-static
+DEB_PKGS   := $(BUILD_PKGS) qemu-system-x86 qemu-system-common qemu-system-arm squashfs-tools erofs-utils e2fsprogs busybox-static qemu-user-static
 DEBS_DIR   := $(CACHE)/debs
 FOREIGN    := arm64 s390x armhf ppc64el
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -214,7 +214,7 @@ test: ## the full test suite: lint, unit, fuzz seeds, VM and registry tests, doc
 
 # The VM tests that also run on the c2vm kernel (the rest check Debian-kernel specifics: its
 # modules, foreign-arch kernels).
-C2VM_KERNEL_TESTS := TestVM(RunFormats|ExitStatus|ExitContract|Publish|Volumes|Stop|StopSignal|Terminal|Stdin|ExportRunners|Faults|MemorySmall)$$
+C2VM_KERNEL_TESTS := TestVM(RunFormats|ExitStatus|ExitContract|Publish|Volumes|HostDirs|HostDirsKilled|Stop|StopSignal|Terminal|Stdin|ExportRunners|Faults|MemorySmall)$$
 # Test names: TestVM* boot QEMU, TestRegistry* use a real docker-registry, TestParity* a docker engine;
 # everything else is the unit tier (with the real-part tests: real kernel package, sqfstar, ...).
 TIERED := ^Test(VM|Registry|Parity)
