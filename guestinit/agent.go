@@ -34,6 +34,10 @@ import (
 // execDir holds each exec's runc log and pid file.
 const execDir = "/run/c2vm/exec"
 
+// runcExecFailedStatus is runc exec's exit status when it fails itself (runc run's is
+// runcFailedStatus).
+const runcExecFailedStatus = 255
+
 // agentRetry is the pause before the port is opened again after the host end went away.
 const agentRetry = 250 * time.Millisecond
 
@@ -171,7 +175,7 @@ func (a *agentServer) Exec(_ context.Context, r *agent.ExecRequest) (*agent.Exec
 	goSafe(st, "exec "+r.Id, func() {
 		ws := <-exited
 		status := ExitCode(ws)
-		if status == runcFailedStatus {
+		if status == runcExecFailedStatus || status == runcFailedStatus {
 			if data, err := st.Sys.ReadFile(p.log); err == nil {
 				if code := classifyRuncLog(data); code != 0 {
 					status = code

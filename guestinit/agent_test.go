@@ -133,7 +133,9 @@ func TestAgentExecStdio(t *testing.T) {
 	}{
 		{name: "exit 3", ws: 3 << 8, want: 3},
 		{name: "killed", ws: int(unix.SIGKILL), want: 137},
-		{name: "not found", ws: 1 << 8, want: 127,
+		{name: "not found", ws: 255 << 8, want: 127, // runc exec's own failure is 255
+			log: `{"level":"error","msg":"exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH"}`},
+		{name: "not found, status 1", ws: 1 << 8, want: 127,
 			log: `{"level":"error","msg":"runc exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH"}`},
 		{name: "runc failed otherwise", ws: 1 << 8, want: 1, log: `{"level":"error","msg":"something else"}`},
 	} {
