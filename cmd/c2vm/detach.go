@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,17 +15,51 @@ import (
 
 	"github.com/c2vm/c2vm/bundle"
 	"github.com/c2vm/c2vm/internal/supervise"
+	"github.com/c2vm/c2vm/internal/vm"
 )
 
 // run -d: the VM runs under a supervisor process, c2vm itself (`c2vm supervise ID`, in a session
 // of its own so that it survives the shell), which runs the same `c2vm run` in-process with the
 // workload's stdout and stderr going to the VM's log, and records how it ended. QEMU dies with
 // its supervisor (PR_SET_PDEATHSIG, set by package vm), so a killed supervisor leaves no QEMU.
+// The supervisor boots the VM with the agent channel and serves the control socket (package
+// supervise) through which exec, kill and stop reach the guest; run -d returns once the workload
+// runs, as docker run -d returns once the container has started.
 
-// detachStart bounds how long run -d waits for the supervisor to take the VM over.
-const detachStart = 30 * time.Second
+// detachStart bounds how long the supervisor waits for the workload to run (a boot under TCG on
+// a busy host takes tens of seconds) before it calls the VM running anyway.
+const detachStart = 2 * time.Minute
 
-func stateStore() supervise.Store { return supervise.Store{Root: supervise.DefaultRoot()} }
+// EnvStateDir names the environment variable that moves the state root (tests, several users of
+// one account); unset, it is supervise.DefaultRoot.
+const EnvStateDir = "C2VM_STATE_DIR"
+
+func stateStore() supervise.Store {
+	if d := os.Getenv(EnvStateDir); d != "" {
+		return supervise.Store{Root: d}
+	}
+	return supervise.Store{Root: supervise.DefaultRoot()}
+}
+
+// supervisorKey carries, in run's context, the supervisor's hook that takes the started VM over.
+type supervisorKey struct{}
+
+// bootVM boots the VM and waits for it: vm.Run in the foreground; under a supervisor (run -d) the
+// VM gets the agent channel and the supervisor's hook gets the Machine.
+func bootVM(ctx context.Context, cfg vm.Config) (*vm.Result, error) {
+	hook, ok := ctx.Value(supervisorKey{}).(func(*vm.Machine))
+	if !ok {
+		return vm.Run(ctx, cfg)
+	}
+	cfg.Agent = true
+	m, err := vm.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	hook(m)
+	return m.Wait()
+}
 
 // runDetached starts the supervisor for the run c describes and prints the VM's ID.
 func runDetached(c *cli.Context) error {
@@ -58,7 +94,7 @@ func runDetached(c *cli.Context) error {
 		return fmt.Errorf("run: start supervisor: %w", err)
 	}
 	go cmd.Wait()
-	for deadline := time.Now().Add(detachStart); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(detachStart + 10*time.Second); ; time.Sleep(20 * time.Millisecond) {
 		r, err := st.Get(rec.ID)
 		if err != nil {
 			return fmt.Errorf("run: %w", err)
@@ -116,8 +152,8 @@ func superviseCommand() *cli.Command {
 	}
 }
 
-// runSupervise is the supervisor: it runs the VM in-process, its output to the log, and records
-// its state and exit status.
+// runSupervise is the supervisor: it runs the VM in-process, its output to the log, serves the
+// control socket while the VM runs, and records its state and exit status.
 func runSupervise(c *cli.Context) error {
 	st := stateStore()
 	id := c.Args().First()
@@ -130,14 +166,34 @@ func runSupervise(c *cli.Context) error {
 		return err
 	}
 	defer log.Close()
-	if _, err := st.Update(rec.ID, func(r *supervise.Record) {
-		r.Pid, r.State, r.Started = os.Getpid(), supervise.StateRunning, time.Now()
-	}); err != nil {
+	if _, err := st.Update(rec.ID, func(r *supervise.Record) { r.Pid = os.Getpid() }); err != nil {
 		return err
 	}
 	stderr := log.Writer("stderr")
-	code := Main(append([]string{"c2vm", "run"}, rec.Args...), eofReader{}, log.Writer("stdout"), stderr)
+	setRunning := func() {
+		st.Update(rec.ID, func(r *supervise.Record) {
+			if r.State == supervise.StateCreated {
+				r.State, r.Started = supervise.StateRunning, time.Now()
+			}
+		})
+	}
+	ctx := context.WithValue(c.Context, supervisorKey{}, func(m *vm.Machine) {
+		ctl, err := supervise.ServeControl(c.Context, st.ControlPath(rec.ID), m, m.Agent)
+		if err != nil { // the VM runs on, without exec
+			fmt.Fprintf(stderr, "c2vm: supervisor: %v\n", err)
+			setRunning()
+			return
+		}
+		go func() { <-m.Done(); ctl.Close() }()
+		go func() { ctl.WaitWorkload(c.Context, detachStart, 50*time.Millisecond); setRunning() }()
+	})
+	runErr := NewApp(eofReader{}, log.Writer("stdout"), stderr).RunContext(ctx, append([]string{"c2vm", "run"}, rec.Args...))
+	code := exitStatus(runErr, stderr)
 	_, err = st.Update(rec.ID, func(r *supervise.Record) {
+		var ee exitError
+		if runErr != nil && !errors.As(runErr, &ee) && !errors.Is(runErr, context.Canceled) { // c2vm or the VM failed
+			r.Error = oneLine(runErr.Error())
+		}
 		r.State, r.ExitCode, r.Finished = supervise.StateExited, code, time.Now()
 	})
 	return err

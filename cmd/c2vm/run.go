@@ -128,7 +128,7 @@ func runRun(c *cli.Context) error {
 	}
 	cfg.Stop = stop
 	running.Store(true)
-	res, err := vm.Run(ctx, cfg)
+	res, err := bootVM(ctx, cfg) // vm.Run, or under run -d's supervisor (detach.go)
 	if brokenPipe.Load() {
 		// As docker: the reader of our output went away (c2vm run ... | head -1).
 		fmt.Fprintln(c.App.ErrWriter, "c2vm: write /dev/stdout: broken pipe")

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/c2vm/c2vm/agent"
 	"github.com/c2vm/c2vm/internal/supervise"
 )
 
@@ -22,13 +24,21 @@ func stopCommand() *cli.Command {
 	}
 }
 
-// runStop sends the supervisor SIGTERM, which asks the guest to stop the workload (its stop
-// signal), and a second one after -t seconds, which kills the VM; then waits for the record to
-// say exited. It prints each name as docker stop does.
+// runStop stops each VM as docker stop does: the workload's stop signal (the image's STOPSIGNAL
+// or --stop-signal), then SIGKILL after -t seconds (-t 0: SIGKILL at once), sent by the guest's
+// agent through the VM's control socket; the supervisor kills QEMU if the VM still runs
+// supervise.StopGrace later. Without a control socket (a supervisor that did not start one) the
+// supervisor gets SIGTERM, which asks the guest over the status channel, and a second one after
+// -t seconds, which kills the VM. It waits for each VM to end and prints its name.
 func runStop(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return usageError("stop: want at least one NAME or ID")
 	}
+	t := c.Int("time")
+	if t < 0 {
+		return usageError("stop: -t %d: want seconds >= 0", t)
+	}
+	timeout := time.Duration(t) * time.Second
 	st := stateStore()
 	for _, ref := range c.Args().Slice() {
 		r, err := st.Get(ref)
@@ -36,17 +46,39 @@ func runStop(c *cli.Context) error {
 			return fmt.Errorf("stop: %w", err)
 		}
 		if r.Running() {
-			syscall.Kill(r.Pid, syscall.SIGTERM)
-			if !waitExited(st, r.ID, time.Duration(c.Int("time"))*time.Second) {
-				syscall.Kill(r.Pid, syscall.SIGTERM) // the second: the VM is killed
-				if !waitExited(st, r.ID, 10*time.Second) {
+			if err := stopThroughAgent(c.Context, st, r, t); err == nil {
+				if !waitExited(st, r.ID, timeout+supervise.StopGrace+5*time.Second) {
 					syscall.Kill(r.Pid, syscall.SIGKILL) // QEMU dies with it (PDEATHSIG)
+				}
+			} else {
+				syscall.Kill(r.Pid, syscall.SIGTERM)
+				if !waitExited(st, r.ID, timeout) {
+					syscall.Kill(r.Pid, syscall.SIGTERM) // the second: the VM is killed
+					if !waitExited(st, r.ID, 10*time.Second) {
+						syscall.Kill(r.Pid, syscall.SIGKILL)
+					}
 				}
 			}
 		}
 		fmt.Fprintln(c.App.Writer, ref)
 	}
 	return nil
+}
+
+// stopThroughAgent asks the VM's supervisor to stop the workload within t seconds.
+func stopThroughAgent(ctx context.Context, st supervise.Store, r *supervise.Record, t int) error {
+	if t == 0 {
+		return signalWorkload(ctx, st, r, uint32(syscall.SIGKILL))
+	}
+	svc, cl, err := supervise.DialControl(st.ControlPath(r.ID))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = svc.Shutdown(ctx, &agent.ShutdownRequest{TimeoutSeconds: uint32(t)})
+	return err
 }
 
 // waitExited waits up to d (d < 0: for ever) until the VM's supervisor has ended; it reports

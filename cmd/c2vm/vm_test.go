@@ -95,7 +95,12 @@ func testBundle(t *testing.T, format string) string {
 }
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "supervise" { // run -d re-executes this binary as the supervisor
+		os.Exit(Main(append([]string{"c2vm"}, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr))
+	}
+	stateDir := isolateState() // no test reaches the real state root (vm_detach_test.go)
 	code := m.Run()
+	cleanupDetached(stateDir)
 	cleanupWorkspaces()
 	if bundleRoot != "" {
 		os.RemoveAll(bundleRoot)
