@@ -16,8 +16,8 @@ type Stage struct {
 }
 
 // NewStage creates the temporary directory for a bundle that will end up at target. The parent of
-// target must exist. Stale stages of earlier, killed conversions to target are removed first (see
-// fileutil.MkdirStage).
+// target must exist. The stage is a fileutil stage (.NAME.c2vm-tmp-PID-RANDOM beside target); stale
+// stages of earlier, killed conversions to target are removed first (see fileutil.MkdirStage).
 func NewStage(target string) (*Stage, error) {
 	target = filepath.Clean(target)
 	parent := filepath.Dir(target)
@@ -110,6 +110,3 @@ func (s *Stage) commit() error {
 	s.Dir = ""
 	return nil
 }
-
-// ReplaceDir is fileutil.ReplaceDir, kept for internal/artifact until it calls fileutil itself.
-func ReplaceDir(dir, target string) error { return fileutil.ReplaceDir(dir, target) }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/c2vm/c2vm/bootcfg"
 	"github.com/c2vm/c2vm/bundle"
+	"github.com/c2vm/c2vm/internal/cachedir"
 	"github.com/c2vm/c2vm/internal/descriptor"
 	"github.com/c2vm/c2vm/internal/fileutil"
 	"github.com/c2vm/c2vm/internal/registry"
@@ -208,7 +209,7 @@ func PullCached(ctx context.Context, c *registry.Client, refStr, cacheDir, platf
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(cacheDir, "bundles", desc.Digest.Encoded()) // checked by resolve: plain hex
+	dir := filepath.Join(cachedir.Dir(cacheDir).PulledBundles(), desc.Digest.Encoded()) // checked by resolve: plain hex
 	if intact(dir) {
 		return dir, nil
 	}

@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/c2vm/c2vm/bundle"
+	"github.com/c2vm/c2vm/internal/cachedir"
 	"github.com/c2vm/c2vm/internal/registry"
 	"github.com/c2vm/c2vm/internal/testkit/registrytest"
 )
@@ -158,7 +159,7 @@ func TestPullCachedOnce(t *testing.T) {
 	a := reg.PutBundle(t)
 	d := reg.PutJSON(t, "app", "v1", ocispec.MediaTypeImageManifest, a.Manifest)
 	cache := t.TempDir()
-	bundles := filepath.Join(cache, "bundles")
+	bundles := cachedir.Dir(cache).PulledBundles()
 	if err := os.MkdirAll(filepath.Join(bundles, "."+d.Digest.Encoded()+".c2vm-tmp-999999999-x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestPullCachedOnce(t *testing.T) {
 		t.Errorf("bundles/ holds %q, want one bundle", got)
 	}
 	for _, l := range a.Manifest.Layers {
-		if _, err := os.Stat(filepath.Join(cache, "blobs", "sha256", l.Digest.Encoded())); err == nil {
+		if _, err := os.Stat(filepath.Join(cachedir.Dir(cache).Blobs(), "sha256", l.Digest.Encoded())); err == nil {
 			t.Errorf("%s is kept in the blob cache too", l.Annotations[ocispec.AnnotationTitle])
 		}
 	}
@@ -218,7 +219,7 @@ func TestPullInterrupted(t *testing.T) {
 	if _, err := PullCached(ctx, c, reg.Host+"/app:v1", cache, ""); err == nil {
 		t.Fatal("pull succeeded")
 	}
-	if got := tree(t, filepath.Join(cache, "bundles")); len(got) != 0 {
+	if got := tree(t, cachedir.Dir(cache).PulledBundles()); len(got) != 0 {
 		t.Errorf("left %q", got)
 	}
 	c.Close()

@@ -10,6 +10,8 @@ import (
 
 	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/c2vm/c2vm/internal/cachedir"
 )
 
 // refPath is where the descriptor a reference resolved to is remembered, so that a tag can fall
@@ -23,7 +25,7 @@ func (c *Client) refPath(ref reference.Named) string {
 		key = "tag=" + t.Tag()
 	}
 	p := strings.ReplaceAll(reference.Path(ref), "..", "_")
-	return filepath.Join(c.cacheDir, "refs", strings.ReplaceAll(reference.Domain(ref), ":", "_"), filepath.FromSlash(p), key+".json")
+	return filepath.Join(cachedir.Dir(c.cacheDir).Refs(), strings.ReplaceAll(reference.Domain(ref), ":", "_"), filepath.FromSlash(p), key+".json")
 }
 
 // savedRef returns what ref resolved to last time, checked as a registry's answer is.

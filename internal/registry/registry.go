@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +33,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
+	"github.com/c2vm/c2vm/internal/cachedir"
 	"github.com/c2vm/c2vm/internal/descriptor"
 )
 
@@ -45,7 +45,7 @@ type Options struct {
 	// ~/.docker/config.json.
 	DockerConfig string
 	// CacheDir holds the blob cache (CacheDir/blobs/sha256/...) and the references seen
-	// (CacheDir/refs); "" = the user cache dir's c2vm.
+	// (CacheDir/refs); "" = cachedir.Default().
 	CacheDir string
 	// Warn receives one-line warnings (a cached tag used while the registry is unreachable).
 	Warn func(string)
@@ -67,14 +67,11 @@ type Client struct {
 
 // New returns a client.
 func New(opts Options) (*Client, error) {
-	dir := opts.CacheDir
-	if dir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return nil, fmt.Errorf("registry cache: %w (set XDG_CACHE_HOME)", err)
-		}
-		dir = filepath.Join(base, "c2vm")
+	root, err := cachedir.Or(opts.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("registry cache: %w", err)
 	}
+	dir := root.Path()
 	quietOnce.Do(func() { log.L = quietEntry() })
 	cache, err := local.NewStore(dir)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/c2vm/c2vm/internal/cachedir"
 	"github.com/c2vm/c2vm/internal/testkit/registrytest"
 )
 
@@ -338,7 +339,7 @@ func TestBadDescriptors(t *testing.T) {
 	if fetched != 0 {
 		t.Errorf("%d blob requests for bad descriptors", fetched)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(c.CacheDir(), "ingest")); len(entries) != 0 {
+	if entries, _ := os.ReadDir(cachedir.Dir(c.CacheDir()).Ingest()); len(entries) != 0 {
 		t.Errorf("ingest holds %d entries", len(entries))
 	}
 }
