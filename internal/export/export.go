@@ -69,22 +69,28 @@ func Write(ctx context.Context, bundleDir, dir string, opts Options) (*Result, e
 	if err := usableTarget(dir); err != nil {
 		return nil, err
 	}
-	stage, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".c2vm-export-")
-	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+	// Built in a stage beside dir, which replaces dir only if it is still missing or empty: a
+	// directory filled meanwhile is kept and the export fails.
+	var e *exporter
+	var entry string
+	var werr error
+	filled := false
+	keep := func(target string) bool {
+		filled = usableTarget(target) != nil
+		return filled
 	}
-	defer os.RemoveAll(stage)
-	if err := os.Chmod(stage, 0o755); err != nil {
+	err = fileutil.AtomicDir(dir, fileutil.AtomicDirOptions{Perm: 0o755, Keep: keep}, func(stage string) error {
+		e = &exporter{ctx: ctx, m: m, src: bundleDir, dir: stage, opts: opts}
+		entry, werr = w(e)
+		return werr
+	})
+	switch {
+	case werr != nil:
+		return nil, fmt.Errorf("export %s: %w", opts.Runner, werr)
+	case err != nil:
 		return nil, fmt.Errorf("export: %w", err)
-	}
-	e := &exporter{ctx: ctx, m: m, src: bundleDir, dir: stage, opts: opts}
-	entry, err := w(e)
-	if err != nil {
-		return nil, fmt.Errorf("export %s: %w", opts.Runner, err)
-	}
-	os.Remove(dir) // an empty directory (checked above)
-	if err := os.Rename(stage, dir); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+	case filled:
+		return nil, fmt.Errorf("export: %s exists and is not empty: give a new directory", dir)
 	}
 	sort.Strings(e.files)
 	return &Result{Dir: dir, Files: e.files, Entry: entry}, nil

@@ -91,3 +91,88 @@ func TestHasNote(t *testing.T) {
 		t.Error("truncated or other note taken for PVH")
 	}
 }
+
+// fakeBundle writes a bundle whose files are placeholders: enough for Write, which never boots it.
+func fakeBundle(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "bundle")
+	s, err := bundle.NewStage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{bundle.KernelFile, bundle.InitrdFile, "rootfs.squashfs"} {
+		if err := os.WriteFile(s.Path(n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &bundle.Manifest{RootfsFormat: "squashfs", MemoryMiB: 256, CPUs: 1}
+	m.Platform.Architecture = "amd64"
+	m.Boot.Container.Rootfs.Format = "squashfs"
+	if err := s.Commit(m); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestWriteTarget: the export appears whole, mode 0755, in a missing or empty directory; a
+// directory filled while the export was built is kept and the export fails. No stage is left.
+func TestWriteTarget(t *testing.T) {
+	src := fakeBundle(t)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, out string)
+		fill  bool // fill out while the export is built
+		want  string
+	}{
+		{"missing", func(*testing.T, string) {}, false, ""},
+		{"empty", func(t *testing.T, out string) { mkdir(t, out) }, false, ""},
+		{"filled meanwhile", func(t *testing.T, out string) { mkdir(t, out) }, true, "not empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := t.TempDir()
+			out := filepath.Join(parent, "out")
+			tt.setup(t, out)
+			if tt.fill {
+				writers["fill"] = func(e *exporter) (string, error) {
+					return "x", os.WriteFile(filepath.Join(out, "theirs"), nil, 0o644)
+				}
+				defer delete(writers, "fill")
+			}
+			runner := QEMU
+			if tt.fill {
+				runner = "fill"
+			}
+			res, err := Write(t.Context(), src, out, Options{Runner: runner})
+			if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+				t.Errorf("%s holds %v, want only out", parent, ents)
+			}
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("err = %v, want %q", err, tt.want)
+				}
+				if _, err := os.Stat(filepath.Join(out, "theirs")); err != nil {
+					t.Errorf("the filled directory was not kept: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(out)
+			if err != nil || fi.Mode().Perm() != 0o755 {
+				t.Fatalf("out: %v, %v; want a 0755 directory", fi, err)
+			}
+			if _, err := os.Stat(filepath.Join(out, res.Entry)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func mkdir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
