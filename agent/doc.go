@@ -27,4 +27,6 @@
 // Exit statuses follow docker: the exit code, or 128+N when signal N ended the process; a
 // process that could not be started is an Exec error (and docker's 126/127 are reported by the
 // host from it).
+//
+// See docs/guest-contract.md (ports) and docs/architecture.md.
 package agent

@@ -11,6 +11,8 @@
 //	refs/           references last resolved, for an unreachable registry
 //	bundles/        bundles pulled by `c2vm run REF`, by manifest digest
 //	parity/         the parity tier's base images
+//
+// See docs/registries.md (the cache) and docs/architecture.md.
 package cachedir
 
 import (

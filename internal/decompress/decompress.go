@@ -2,6 +2,8 @@
 // xz, lz4 and bzip2 — with how each is recognised (its magic, its file-name suffix) and opened.
 // Kernel packages pick by their members' suffixes, kernel modules by theirs, image layers by their
 // media type and kernel images by magic; all of them get their decompressor here.
+//
+// See docs/architecture.md.
 package decompress
 
 import (

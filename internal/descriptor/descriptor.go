@@ -3,6 +3,8 @@
 // a well-formed digest of an algorithm c2vm can verify, a size within bounds and, where the caller
 // knows what it expects, one of the media types it accepts. It also holds the size limits for the
 // JSON documents c2vm reads from such input (containerd's are of the same order).
+//
+// See docs/registries.md (talking to a registry that may be hostile).
 package descriptor
 
 import (

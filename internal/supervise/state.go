@@ -3,6 +3,8 @@
 // record, and survives the shell that started it. This file is the state: one directory per VM
 // under the state root ($XDG_RUNTIME_DIR/c2vm, /run/c2vm for root) holding its record
 // (state.json) and log (log.jsonl), found by name or ID prefix as docker finds containers.
+//
+// See docs/architecture.md (detached VMs).
 package supervise
 
 import (
