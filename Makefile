@@ -264,6 +264,9 @@ proto: ## regenerate agent/*.pb.go from agent/agent.proto
 	GOBIN=$(BIN)/proto GOFLAGS= $(GO) install github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc@$$($(GO) list -m -f '{{.Version}}' github.com/containerd/ttrpc)
 	PATH=$(BIN)/proto:$$PATH protoc -I agent --go_out=agent --go_opt=paths=source_relative \
 	  --go-ttrpc_out=agent --go-ttrpc_opt=paths=source_relative agent/agent.proto
+	@# protoc-gen-go-ttrpc puts its header right above the package clause, where Go takes it for the
+	@# package's doc; a blank line leaves agent/doc.go's comment the only one.
+	sed -i 's#^// source: agent.proto$$#&\n#' agent/agent_ttrpc.pb.go
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZMIN bounds minimizing new inputs)
 	@for pkg in $$($(GO) list ./...); do \
