@@ -19,6 +19,16 @@ runs=${RUNS:-3} bootruns=${BOOT_RUNS:-7}
 w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
 deb=$(ls "$cache"/kernel/linux-image-[0-9]*_amd64.deb | sort -V | tail -1)
 
+# 6. host directories (ONLY=hostdirs bench/run.sh runs only this and prints its table):
+#    bench/hostdirs.sh, virtio-fs (and 9p on the c2vm kernel) vs an ext4 volume image and docker's
+#    bind mount: 256 MiB sequential write/read, untar of 20,000 small files, find | xargs stat.
+hostdirs_section() { bash "$here/hostdirs.sh" > "$w/hostdirs.md"; }
+if [ "${ONLY:-}" = hostdirs ]; then
+  hostdirs_section
+  cat "$w/hostdirs.md"
+  exit 0
+fi
+
 # median of numbers on stdin
 median() { sort -g | awk '{a[NR]=$1} END {printf "%.2f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # timed CMD...: wall, user+sys CPU, peak RSS (MiB) as "wall cpu rss"; earlier runs' dirty pages are
