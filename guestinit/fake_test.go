@@ -113,6 +113,15 @@ func (f *fakeSystem) Symlink(target, path string) error {
 	}
 	return os.Symlink(target, f.p(path))
 }
+func (f *fakeSystem) Link(oldname, newname string) error {
+	if err := f.record("link %s %s", oldname, newname); err != nil {
+		return err
+	}
+	return os.Link(f.p(oldname), f.p(newname))
+}
+func (f *fakeSystem) Lchown(path string, uid, gid int) error {
+	return f.record("lchown %s %d:%d", path, uid, gid)
+}
 func (f *fakeSystem) WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := f.record("write %s %v", path, perm); err != nil {
 		return err

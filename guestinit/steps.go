@@ -17,16 +17,21 @@ func Steps() []Step {
 		{Name: "ports", Optional: true, Run: stepPorts},
 		// Before the switch: the emulators are in the initramfs, and flag F opens them now.
 		{Name: "binfmt", Run: stepBinfmt},
+		// Shuttle mode (spindle's agent, shuttle.go): these steps do nothing otherwise.
+		{Name: "shuttle-idle", Run: stepShuttleIdle},
 		{Name: "switchroot", Run: stepSwitchRoot},
 		{Name: "rootfs", Run: stepRootfs},
+		{Name: "shuttle-disks", Run: stepShuttleDisks},
 		{Name: "volumes", Run: stepVolumes},
 		{Name: "shares", Run: stepShares},
 		{Name: "network", Run: stepNetwork},
 		{Name: "files", Run: stepFiles},
 		{Name: "sysctl", Run: stepSysctl},
 		{Name: "spec", Run: stepSpec},
+		{Name: "shuttle-image", Run: stepShuttleImage},
 		// Optional: a VM whose agent cannot start still runs its workload.
 		{Name: "agent", Optional: true, Run: stepAgent},
+		{Name: "shuttle", Run: stepShuttle},
 		{Name: "run", Run: stepRun},
 	}
 }

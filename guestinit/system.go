@@ -23,6 +23,10 @@ type System interface {
 	Lsetxattr(path, name string, value []byte) error
 	// Symlink creates path as a symbolic link to target; an existing path is an error (os.ErrExist).
 	Symlink(target, path string) error
+	// Link makes newname a hard link to oldname.
+	Link(oldname, newname string) error
+	// Lchown sets the owner of path itself (not of a symlink's target).
+	Lchown(path string, uid, gid int) error
 	ReadDir(path string) ([]os.DirEntry, error)
 	Stat(path string) (os.FileInfo, error)
 	// Lstat is Stat without following a final symlink.

@@ -40,6 +40,8 @@ func (l *Linux) Unmount(target string, flags int) error { return unix.Unmount(ta
 
 func (l *Linux) MkdirAll(path string, perm os.FileMode) error { return os.MkdirAll(path, perm) }
 func (l *Linux) Symlink(target, path string) error            { return os.Symlink(target, path) }
+func (l *Linux) Link(oldname, newname string) error           { return os.Link(oldname, newname) }
+func (l *Linux) Lchown(path string, uid, gid int) error       { return os.Lchown(path, uid, gid) }
 
 func (l *Linux) Lstat(path string) (os.FileInfo, error) { return os.Lstat(path) }
 

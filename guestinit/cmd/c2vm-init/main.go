@@ -17,6 +17,9 @@ import (
 )
 
 func main() {
+	if guestinit.IsIdle(os.Args[0]) { // the container's process in shuttle mode
+		guestinit.Idle()
+	}
 	// Small guests (64 MiB): collect early and keep the heap well below the guest's memory.
 	debug.SetGCPercent(50)
 	debug.SetMemoryLimit(24 << 20)
