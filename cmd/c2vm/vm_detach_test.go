@@ -107,7 +107,7 @@ func c2vmOK(t *testing.T, want int, stdin string, args ...string) (string, strin
 var idLine = regexp.MustCompile(`^[0-9a-f]{64}\n$`)
 
 // TestVMDetached boots two detached VMs at once from one bundle and drives docker's lifecycle
-// through them: ps, exec (stdio bytes apart, exit statuses, -u, -w, -e, -i, 8 MiB of binary
+// through them: ps, exec (stdio bytes apart, exit statuses, -u, -w, -e, -i, -t, 8 MiB of binary
 // output), logs, kill -s, stop -t of a workload that ignores its stop signal, rm; and a supervisor
 // killed with SIGKILL, which must leave no QEMU behind and show as dead in ps.
 func TestVMDetached(t *testing.T) {
@@ -156,6 +156,7 @@ func TestVMDetached(t *testing.T) {
 			{"env", "", []string{"-e", "FOO=bar", a, "sh", "-c", "echo $FOO $GREETING"}, 0, "bar hi\n", ""},
 			{"stdin", "line\n\x00\xff\xfe end", []string{"-i", a, "cat"}, 0, "line\n\x00\xff\xfe end", ""},
 			{"not found", "", []string{a, "no-such-command"}, 127, "", ""},
+			{"tty", "", []string{"-t", a, "sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo tty; echo err >&2"}, 0, "tty\r\nerr\r\n", ""},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				code, stdout, stderr := c2vm(t, tt.stdin, append([]string{"exec"}, tt.args...)...)
