@@ -9,6 +9,7 @@
 #      runc, q35) with the Debian kernel
 #   3. the smallest --memory that runs the workload, per kernel
 #   4. kernel + initrd sizes
+#   5. services: time to ready and throughput of postgres, mariadb, redis, nginx (see below)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 c2vm=$root/bin/c2vm; runc=$root/bin/amd64/runc
@@ -26,6 +27,40 @@ hostdirs_section() { bash "$here/hostdirs.sh" > "$w/hostdirs.md"; }
 if [ "${ONLY:-}" = hostdirs ]; then
   hostdirs_section
   cat "$w/hostdirs.md"
+  exit 0
+fi
+
+# 5. services (ONLY=services bench/run.sh runs only this one and replaces its part of results.md):
+#    postgres, mariadb, redis and nginx made as their official images are, under c2vm and docker
+#    in one run (the parity services tier, one service at a time, C2VM_SERVICES_FIGURES): time to
+#    ready on the first start with a new named volume (the database's initialisation included) and
+#    each one's load tool through -p for 5 s or a fixed count. Needs docker.io, mmdebstrap and the
+#    clients (Makefile PARITY_PKGS).
+services_section() {
+  (cd "$root" && C2VM_LIBDIR="$root/bin" C2VM_PARITY=1 C2VM_SERVICES_FIGURES="$w/services.txt" \
+    go test -count=1 -timeout 40m -run '^TestParityServices$' ./cmd/c2vm >"$w/services.log" 2>&1) ||
+    { tail -40 "$w/services.log" >&2; return 1; }
+  {
+    echo "## Services"
+    echo
+    echo "Made as the official images are (testdata/parity/services), a new named volume each, driven through -p by their clients; docker is Debian's docker.io with its userland proxy. Same run, $(date -u +%Y-%m-%d), one service at a time."
+    echo
+    echo "| service | time to ready, first start: c2vm / docker | c2vm ÷ docker | throughput: c2vm / docker | c2vm ÷ docker |"
+    echo "| --- | --- | --- | --- | --- |"
+    for s in postgres mariadb redis nginx; do
+      read -r _ _ cr cf cu < <(grep "^$s c2vm " "$w/services.txt")
+      read -r _ _ dr df _ < <(grep "^$s docker " "$w/services.txt")
+      echo "| $s | ${cr} s / ${dr} s | $(awk -v a="$cr" -v b="$dr" 'BEGIN {printf "%.1f", a/b}') | ${cf} / ${df} ${cu} | $(awk -v a="$cf" -v b="$df" 'BEGIN {printf "%.2f", a/b}') |"
+    done
+  } > "$w/services.md"
+}
+if [ "${ONLY:-}" = services ]; then
+  services_section
+  touch "$here/results.md"
+  awk '/^## Services/{exit} {print}' "$here/results.md" | sed '${/^$/d}' > "$w/results.md"
+  { echo; cat "$w/services.md"; } >> "$w/results.md"
+  cp "$w/results.md" "$here/results.md"
+  cat "$here/results.md"
   exit 0
 fi
 
@@ -128,5 +163,7 @@ speed() { awk -v a="$1" -v b="$2" 'BEGIN {if (a >= b) printf "%.2f× faster", a/
     echo "| vmlinuz + initrd.img, $k kernel | $(size_mb "$w/$k.bundle/vmlinuz") + $(size_mb "$w/$k.bundle/initrd.img") MB | | |"
   done
 } > "$w/results.md"
+services_section
+{ echo; cat "$w/services.md"; } >> "$w/results.md"
 cp "$w/results.md" "$here/results.md"
 cat "$here/results.md"
