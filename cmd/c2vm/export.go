@@ -17,7 +17,8 @@ func exportCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "runner", Usage: "the VMM: " + strings.Join(export.Runners(), ", ")},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "directory to write (new or empty; the bundle's files are hard-linked in)"},
-			&cli.BoolFlag{Name: "tcg", Usage: "spindle: a machine for hosts without KVM (accel=tcg)"},
+			&cli.BoolFlag{Name: "tcg", Usage: "spindle: a machine for hosts without KVM (accel=tcg); run spindle with SPINDLE_MICROVM_PIPELINES_ENABLE_KVM=false"},
+			&cli.IntFlag{Name: "workspace-size", Value: export.DefaultWorkspaceMiB, Usage: "spindle: size in MiB of the /workspace volume spindle creates for each job"},
 		},
 		Action: runExport,
 	}
@@ -30,7 +31,7 @@ func runExport(c *cli.Context) error {
 	if c.String("runner") == "" || c.String("output") == "" {
 		return usageError("export: --runner (%s) and -o DIR are required", strings.Join(export.Runners(), ", "))
 	}
-	res, err := export.Write(c.Context, c.Args().First(), c.String("output"), export.Options{Runner: c.String("runner"), TCG: c.Bool("tcg")})
+	res, err := export.Write(c.Context, c.Args().First(), c.String("output"), export.Options{Runner: c.String("runner"), TCG: c.Bool("tcg"), WorkspaceMiB: c.Int("workspace-size")})
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,9 @@ type Options struct {
 	// TCG makes the spindle descriptor work on a host without KVM (accel=tcg in the machine, an
 	// early TSC frequency for the microvm machine); the default is spindle's stock KVM machine.
 	TCG bool
+	// WorkspaceMiB is the size of the spindle descriptor's /workspace volume (default
+	// DefaultWorkspaceMiB).
+	WorkspaceMiB int
 }
 
 // Result says what Write wrote.

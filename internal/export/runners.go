@@ -65,20 +65,32 @@ func writeQEMU(e *exporter) (string, error) {
 
 // SpindleSpec is Tangled spindle's microvm image spec.json (the fields c2vm fills).
 type SpindleSpec struct {
-	Arch              string        `json:"arch"` // QEMU naming
-	BootArgs          string        `json:"bootArgs"`
-	Kernel            string        `json:"kernel"`
-	Initrd            string        `json:"initrd"`
-	StoreDisk         string        `json:"storeDisk"`
-	StoreDiskType     string        `json:"storeDiskType"`
-	RunnerType        string        `json:"runnerType"`
-	RunnerConfig      SpindleRunner `json:"runnerConfig"`
-	MemoryMiB         int           `json:"memoryMiB"`
-	VCPUs             int           `json:"vcpus"`
-	Shell             string        `json:"shell"`
-	Volumes           []any         `json:"volumes"`
-	NetworkInterfaces []any         `json:"networkInterfaces"`
+	Arch              string          `json:"arch"` // QEMU naming
+	BootArgs          string          `json:"bootArgs"`
+	Kernel            string          `json:"kernel"`
+	Initrd            string          `json:"initrd"`
+	StoreDisk         string          `json:"storeDisk"`
+	StoreDiskType     string          `json:"storeDiskType"`
+	RunnerType        string          `json:"runnerType"`
+	RunnerConfig      SpindleRunner   `json:"runnerConfig"`
+	MemoryMiB         int             `json:"memoryMiB"`
+	VCPUs             int             `json:"vcpus"`
+	Shell             string          `json:"shell"`
+	Volumes           []SpindleVolume `json:"volumes"`
+	NetworkInterfaces []any           `json:"networkInterfaces"`
 }
+
+// SpindleVolume is one of spec.json's volumes: a disk spindle creates and formats for each job
+// and attaches after the store disk.
+type SpindleVolume struct {
+	FSType     string `json:"fsType"`
+	Image      string `json:"image"`
+	MountPoint string `json:"mountPoint"`
+	SizeMiB    int    `json:"sizeMiB"`
+}
+
+// DefaultWorkspaceMiB is the size of the spindle workspace volume unless Options says otherwise.
+const DefaultWorkspaceMiB = 4096
 
 // SpindleRunner is spec.json's runnerConfig.
 type SpindleRunner struct {
@@ -99,8 +111,25 @@ const (
 	tscEarlyKHz = "tsc_early_khz=2000000"
 )
 
+// spindleEarlyPrintk sends the kernel's earliest messages to the serial port, which spindle logs
+// (and shows when a VM dies during boot).
+const spindleEarlyPrintk = "earlyprintk=ttyS0"
+
+// imageShell is the shell spindle runs steps with: root's login shell in the image's
+// /etc/passwd, else /bin/sh (the OCI image config has no SHELL).
+func imageShell(passwd string) string {
+	for _, l := range strings.Split(passwd, "\n") {
+		f := strings.Split(l, ":")
+		if len(f) == 7 && f[0] == "root" && strings.HasPrefix(f[6], "/") && !strings.HasSuffix(f[6], "nologin") && !strings.HasSuffix(f[6], "/false") {
+			return f[6]
+		}
+	}
+	return "/bin/sh"
+}
+
 // writeSpindle writes spec.json for spindle's QEMU runner: console hvc0, the rootfs as the store
-// disk (virtio-mmio), which the init finds by identity.
+// disk (virtio-mmio), which the init finds by identity; the workspace volume spindle creates,
+// formats and attaches for each job, mounted by the init at /workspace in shuttle mode.
 func writeSpindle(e *exporter) (string, error) {
 	r := e.rootfs()
 	if r == "" {
@@ -109,11 +138,17 @@ func writeSpindle(e *exporter) (string, error) {
 	if err := e.linkBoot(true); err != nil {
 		return "", err
 	}
+	size := e.opts.WorkspaceMiB
+	if size <= 0 {
+		size = DefaultWorkspaceMiB
+	}
 	s := SpindleSpec{
-		Arch: "x86_64", BootArgs: e.bootArgs("hvc0"), Kernel: bundle.KernelFile, Initrd: bundle.InitrdFile,
+		Arch: "x86_64", BootArgs: e.bootArgs("hvc0", spindleEarlyPrintk), Kernel: bundle.KernelFile, Initrd: bundle.InitrdFile,
 		StoreDisk: r, StoreDiskType: e.m.RootfsFormat, RunnerType: "qemu",
 		RunnerConfig: SpindleRunner{Machine: spindleMachine, CPU: spindleCPU, Console: "hvc0", ExtraArgs: []string{"-device", "i8042"}},
-		MemoryMiB:    e.m.MemoryMiB, VCPUs: e.m.CPUs, Shell: "/bin/sh", Volumes: []any{}, NetworkInterfaces: []any{},
+		MemoryMiB:    e.m.MemoryMiB, VCPUs: e.m.CPUs, Shell: imageShell(e.m.Passwd),
+		Volumes:           []SpindleVolume{{FSType: "ext4", Image: "workspace.img", MountPoint: "/workspace", SizeMiB: size}},
+		NetworkInterfaces: []any{},
 	}
 	if e.opts.TCG {
 		s.RunnerConfig.Machine = spindleMachineTCG
