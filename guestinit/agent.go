@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,16 +348,128 @@ func (a *agentServer) Signal(_ context.Context, r *agent.SignalRequest) (*agent.
 		return nil, fmt.Errorf("signal %s: the process has exited", r.Id)
 	default:
 	}
-	pid := p.pid
-	if data, err := a.st.Sys.ReadFile(p.pidFile); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n > 1 {
-			pid = n
-		}
-	}
-	if err := a.st.Sys.Kill(pid, unix.Signal(r.Signal)); err != nil {
+	if err := a.st.Sys.Kill(p.mainPID(a.st.Sys), unix.Signal(r.Signal)); err != nil {
 		return nil, fmt.Errorf("signal %s: %w", r.Id, err)
 	}
 	return &agent.SignalResponse{}, nil
+}
+
+// mainPID is the process's own pid from runc's pid file, or runc exec's before runc wrote it.
+func (p *execProc) mainPID(sys System) int {
+	if data, err := sys.ReadFile(p.pidFile); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n > 1 {
+			return n
+		}
+	}
+	return p.pid
+}
+
+// killRounds bounds how often killTree looks for processes again (one may fork during a look).
+const killRounds = 5
+
+// killTree sends SIGKILL to an exec's whole process tree: its process group (runc makes the
+// process a session and group leader), then every descendant and every process of its group or
+// session found in /proc (the init is the VM's PID 1 and sees every process), again until none
+// is left. Killing the process alone is not enough: runc exec copies the outputs until every
+// holder of its pipes closed them, so a child (`sh -c 'sleep 100; ...'`) would hold the exec open.
+func (a *agentServer) killTree(id string) error {
+	p, err := a.proc(id)
+	if err != nil {
+		return err
+	}
+	sys := a.st.Sys
+	root := p.mainPID(sys)
+	sys.Kill(-root, unix.SIGKILL) // ESRCH when root leads no group
+	for range killRounds {
+		pids := processTree(readProcs(sys), root)
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, pid := range pids {
+			sys.Kill(pid, unix.SIGKILL)
+		}
+	}
+	return fmt.Errorf("kill %s: processes still alive after %d rounds", id, killRounds)
+}
+
+// procStat is a process's line of /proc/PID/stat, the fields killTree needs.
+type procStat struct {
+	pid, ppid, pgrp, sid int
+	zombie               bool
+}
+
+// readProcs reads every process's stat from /proc; processes that vanish meanwhile are skipped.
+func readProcs(sys System) []procStat {
+	ents, err := sys.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []procStat
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := sys.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(data, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(data[i+1:]))
+		if len(f) < 4 {
+			continue
+		}
+		s := procStat{pid: pid, zombie: f[0] == "Z" || f[0] == "X"}
+		s.ppid, _ = strconv.Atoi(f[1])
+		s.pgrp, _ = strconv.Atoi(f[2])
+		s.sid, _ = strconv.Atoi(f[3])
+		out = append(out, s)
+	}
+	return out
+}
+
+// processTree returns root and its live descendants, and the live processes of root's process
+// group or session (those whose parent ended before: reparented, they are no longer
+// descendants), sorted; never PID 1 or the caller.
+func processTree(procs []procStat, root int) []int {
+	kids := map[int][]int{}
+	for _, p := range procs {
+		kids[p.ppid] = append(kids[p.ppid], p.pid)
+	}
+	in := map[int]bool{}
+	for todo := []int{root}; len(todo) > 0; {
+		pid := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if !in[pid] {
+			in[pid] = true
+			todo = append(todo, kids[pid]...)
+		}
+	}
+	self := os.Getpid()
+	var out []int
+	for _, p := range procs {
+		if (in[p.pid] || p.pgrp == root || p.sid == root) && !p.zombie && p.pid > 1 && p.pid != self {
+			out = append(out, p.pid)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// forget drops a process whose runc exec has not ended and closes the outputs, which ends
+// their reads.
+func (a *agentServer) forget(id string) {
+	a.mu.Lock()
+	p, ok := a.procs[id]
+	delete(a.procs, id)
+	a.mu.Unlock()
+	if ok {
+		p.close()
+	}
 }
 
 // Wait waits for the process to end, returns its status and forgets it.

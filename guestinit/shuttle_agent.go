@@ -244,8 +244,19 @@ func (s *shuttleAgent) step(ctx context.Context, id string, e *shuttle.ExecStart
 	case <-p.exited:
 	case <-deadline:
 		timedOut = true
-		s.exec.Signal(ctx, &agent.SignalRequest{Id: pid, Signal: uint32(unix.SIGKILL)})
-		<-p.exited
+		if err := s.exec.killTree(pid); err != nil {
+			st.Debugf("shuttle: step %s: %v", id, err)
+		}
+		// runc exec ends once every holder of its output pipes is gone; one that escaped the kill
+		// (a new session, reparented) must not hold the step open.
+		select {
+		case <-p.exited:
+		case <-st.Clock.After(shuttleDrain):
+			st.Debugf("shuttle: step %s: runc exec still running after its tree was killed", id)
+			s.exec.forget(pid) // closes the outputs: the readers end
+			wg.Wait()
+			return &shuttle.ExecExit{ExitCode: 128 + int32(unix.SIGKILL), TimedOut: true}
+		}
 	}
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()

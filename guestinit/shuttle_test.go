@@ -8,11 +8,13 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/c2vm/c2vm/agent/shuttle"
 	"github.com/c2vm/c2vm/bootcfg"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -201,3 +203,136 @@ func TestShuttleImageContract(t *testing.T) {
 		t.Errorf("%d users %s", got, ShuttleUser)
 	}
 }
+
+// killSystem is procSystem with a fake /proc whose processes die when sent SIGKILL (their
+// directories go; a group kill takes the group's).
+type killSystem struct {
+	*procSystem
+	mu   sync.Mutex
+	dead map[int]bool
+	died chan struct{} // signalled on every death
+}
+
+func (k *killSystem) Kill(pid int, sig unix.Signal) error {
+	k.procSystem.Kill(pid, sig)
+	if sig != unix.SIGKILL {
+		return nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range readProcs(k.procSystem) {
+		if p.pid == pid || (pid < 0 && p.pgrp == -pid) {
+			os.RemoveAll(k.p(fmt.Sprintf("/proc/%d", p.pid)))
+			k.dead[p.pid] = true
+		}
+	}
+	select {
+	case k.died <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (k *killSystem) allDead(pids ...int) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range pids {
+		if !k.dead[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestShuttleStepTimeout: a step that outlives its timeout_seconds is reported (137, timed_out)
+// as soon as its whole process tree is killed — its shell and the shell's child, which holds
+// runc exec's output pipes and so keeps runc exec running — and not when the child would have
+// ended; even a process that escaped the kill (its own session, reparented to the container's
+// init) does not hold the step past the drain bound.
+func TestShuttleStepTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		escaped bool // a process outside the tree holds runc exec's outputs
+	}{
+		{name: "tree"},
+		{name: "escaped", escaped: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			var k *killSystem
+			a, ps := newAgent(t, func(stdio []*os.File) int { // runc exec: ends when its pipes' holders are gone
+				stdio[1].WriteString("started\n")
+				for tt.escaped || !k.allDead(4242, 4243) {
+					select {
+					case <-k.died:
+					case <-release:
+						return 0
+					}
+				}
+				return 137 << 8
+			})
+			t.Cleanup(func() { close(release) })
+			k = &killSystem{procSystem: ps, dead: map[int]bool{}, died: make(chan struct{}, 1)}
+			a.st.Sys = k
+			ps.file(t, "/bundle/rootfs/etc/passwd", passwd+ShuttleUser+":x:1000:1000::/workspace:/bin/sh\n")
+			for pid, stat := range map[int]string{
+				1:    "1 (c2vm-idle) S 0 1 1 0",
+				4242: "4242 (sh) S 4200 4242 4242 0",     // the step's shell: runc made it a session leader
+				4243: "4243 (sleep) S 4242 4242 4242 0",  // its child
+				4300: "4300 (daemon) S 1 4300 4300 0",    // escaped: its own session, reparented
+				77:   "77 (some (odd) name) S 1 77 77 0", // another exec's process
+				78:   "78 (zombie) Z 4242 4242 4242 0",   // already dead
+			} {
+				ps.file(t, fmt.Sprintf("/proc/%d/stat", pid), stat)
+			}
+			ps.file(t, "/run/c2vm/exec/shuttle-1.pid", "4242")
+			s := &shuttleAgent{st: a.st, exec: a}
+			var out strings.Builder
+			var outMu sync.Mutex
+			s.w = shuttle.NewWriter(writerFunc(func(b []byte) (int, error) {
+				outMu.Lock()
+				defer outMu.Unlock()
+				return out.Write(b)
+			}))
+			done := make(chan *shuttle.ExecExit, 1)
+			go func() {
+				done <- s.step(t.Context(), "wf-2", &shuttle.ExecStart{Argv: []string{"/bin/sh", "-lc", "echo started; sleep 100"}, User: ShuttleUser, TimeoutSeconds: 3})
+			}()
+			clock := a.st.Clock.(*fakeClock)
+			afters := clock.waitAfters(t, 1)
+			if afters[0].d != 3*time.Second {
+				t.Fatalf("deadline %v, want 3s", afters[0].d)
+			}
+			afters[0].ch <- time.Time{}
+			if tt.escaped {
+				afters = clock.waitAfters(t, 2)
+				afters[1].ch <- time.Time{} // the drain bound
+			}
+			var exit *shuttle.ExecExit
+			select {
+			case exit = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the step did not end after its deadline; kills %q", ps.callsWith("kill "))
+			}
+			if *exit != (shuttle.ExecExit{ExitCode: 137, TimedOut: true}) {
+				t.Errorf("ExecExit %+v, want 137 timed out", exit)
+			}
+			if !k.allDead(4242, 4243) {
+				t.Errorf("kills %q: the shell or its child survived", ps.callsWith("kill "))
+			}
+			if k.allDead(1) || k.allDead(77) {
+				t.Errorf("kills %q: a process outside the step was killed", ps.callsWith("kill "))
+			}
+			outMu.Lock()
+			defer outMu.Unlock()
+			if !strings.Contains(out.String(), "started\n") {
+				t.Errorf("output %q lacks the step's", out.String())
+			}
+		})
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
