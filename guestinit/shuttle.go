@@ -301,13 +301,42 @@ func ensureShuttleUser(st *State, root string) (int, int, error) {
 	return id, id, nil
 }
 
-// Idle is the container's process in shuttle mode: it waits, and exits 0 on SIGTERM or SIGINT.
-// The init's main calls it when it runs as IdleName.
+// Idle is the container's process in shuttle mode: it waits, reaping the processes orphaned in
+// the container (it is the container's PID 1: a step's background process whose shell ended is
+// reparented to it), and exits 0 on SIGTERM or SIGINT. The init's main calls it when it runs as
+// IdleName.
 func Idle() {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
-	<-sigs
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGCHLD)
+	idle(sigs, reapChildren)
 	os.Exit(0)
+}
+
+// idle reaps on every SIGCHLD (and once first, for children that ended before the signal was
+// caught) until SIGTERM or SIGINT.
+func idle(sigs <-chan os.Signal, reap func()) {
+	reap()
+	for sig := range sigs {
+		if sig != unix.SIGCHLD {
+			return
+		}
+		reap()
+	}
+}
+
+// reapChildren waits for every child that has ended, without blocking (signals coalesce: one
+// SIGCHLD may stand for several children).
+func reapChildren() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
 }
 
 // IsIdle reports whether argv0 names the idle process.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"reflect"
 	"strings"
 	"sync"
@@ -336,3 +337,26 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
+// TestIdleReaps: the idle process reaps a child that ended (else a zombie stays in the
+// container, reparented to it, for the VM's life), and returns on SIGTERM.
+func TestIdleReaps(t *testing.T) {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGCHLD)
+	defer signal.Stop(sigs)
+	ended := make(chan struct{})
+	go func() { defer close(ended); idle(sigs, reapChildren) }()
+	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", "exit 3"}, &os.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid
+	p.Release() // as an orphan: nothing but the idle loop waits for it
+	stat := fmt.Sprintf("/proc/%d/stat", pid)
+	waitFor(t, func() bool { _, err := os.Stat(stat); return errors.Is(err, os.ErrNotExist) })
+	sigs <- unix.SIGTERM
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle loop did not return on SIGTERM")
+	}
+}
