@@ -67,6 +67,9 @@ type Config struct {
 	Sysctls   []Sysctl  `json:"sysctls,omitempty"`
 	Network   Network   `json:"network"`
 	Container Container `json:"container"`
+	// ReadyPoint makes the init stop at its ready point (see ReadyPointLine) once the container
+	// is created, for the host to save the VM, and start it only on the host's go line.
+	ReadyPoint bool `json:"readyPoint,omitempty"`
 }
 
 // Mount is one filesystem the init mounts before it starts the container.

@@ -40,7 +40,17 @@ func stepRun(_ context.Context, st *State) error {
 	}
 	protectFromOOM(st)
 	argv := []string{runcPath, "--root", runcRoot, "--log", runcLog, "--log-format", "json", "run", "--bundle", c.BundleDir, c.ID}
-	pid, err := st.Sys.StartProcess(argv, term.stdio(files))
+	var pid int
+	var early []string // requests the host sent before a ready point's go line
+	if st.Cfg.ReadyPoint && term == nil {
+		var status int
+		if pid, early, status, err = startAtReadyPoint(st, files); err == nil && pid == 0 {
+			st.ExitStatus = status // runc create failed
+			return nil
+		}
+	} else {
+		pid, err = st.Sys.StartProcess(argv, term.stdio(files))
+	}
 	term.started(pid)
 	if err != nil {
 		term.finish(st.Clock)
@@ -49,6 +59,11 @@ func stepRun(_ context.Context, st *State) error {
 	st.Debugf("runc started, pid %d", pid)
 
 	requests := make(chan string, 4)
+	goSafe(st, "early requests", func() {
+		for _, r := range early {
+			requests <- r
+		}
+	})
 	goSafe(st, "stop requests", func() { forward(st.Stop, requests) })
 	if st.statusPort != nil {
 		goSafe(st, "status port", func() { readStopRequests(st, st.statusPort, requests) })

@@ -51,6 +51,9 @@ type Options struct {
 	Tmpfs []string
 	// Platform, when set, must be the bundle's (docker run --platform); "" = any.
 	Platform string
+	// ReadyPoint has the guest stop at its ready point for a warm start (bootcfg.Config.ReadyPoint;
+	// see internal/snapshot).
+	ReadyPoint bool
 }
 
 // Network modes for Options.Network.
@@ -163,6 +166,7 @@ func runConfig(ctx context.Context, m *bundle.Manifest, opts Options) (*bootcfg.
 		boot.Container.StopSignal = opts.StopSignal
 	}
 	boot.Network = network(opts)
+	boot.ReadyPoint = opts.ReadyPoint
 	boot.Container.SpecPath = bootcfg.SpecPath // where writeInitrd puts this run's spec
 	return &boot, rs, nil
 }

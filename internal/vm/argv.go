@@ -144,6 +144,7 @@ func Argv(cfg Config, socks map[string]string) ([]string, error) {
 	a = append(a, shareArgs(cfg.Shares, mem)...)
 	a = append(a, netArgs(cfg.Network)...)
 	a = append(a, "-device", "virtio-rng-pci")
+	a = append(a, incomingArgs(cfg)...)
 	return a, nil
 }
 

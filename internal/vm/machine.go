@@ -70,7 +70,9 @@ func (m *Machine) run(b *bootRun, acc Accel) {
 	defer close(m.done)
 	res, err := b.wait(m.ctx, m.cfg, m.stopc)
 	var ns *notStartedError
-	if errors.As(err, &ns) && acc.Name == AccelKVM {
+	if err != nil && m.cfg.Incoming != "" && !b.relay.wentGo() && m.ctx.Err() == nil {
+		err = fmt.Errorf("%w: %s", ErrRestore, restoreFailure(err, b.qemuErr.String()))
+	} else if errors.As(err, &ns) && acc.Name == AccelKVM {
 		if !acc.Auto {
 			err = fmt.Errorf("start vm: %w (%s): use --accel tcg", ErrKVM, ns.reason)
 		} else {
@@ -105,6 +107,7 @@ func (m *Machine) startBoot(acc Accel, carry carryOver) (*bootRun, error) {
 	if old != nil {
 		old.Close()
 	}
+	go m.warmup(b, m.cfg.Incoming != "")
 	return b, nil
 }
 

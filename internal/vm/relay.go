@@ -31,6 +31,8 @@ type relay struct {
 	// boot config and spec (and an initrd-format rootfs) may be missing, so the VM must not go on.
 	unpackFailed chan struct{}
 	unpackOnce   sync.Once
+
+	warm warmState // the guest's ready point and the host's go line (snapshot.go)
 }
 
 func newRelay(cfg Config, p *ports, ch channels, carry carryOver) *relay {
@@ -113,6 +115,7 @@ func (r *relay) readStatus(c Channel) {
 	for ; r.pending > 0; r.pending-- {
 		c.Write([]byte(bootcfg.StopLine + "\n"))
 	}
+	r.flushGoLocked()
 	r.mu.Unlock()
 	msgs := r.cfg.Messages
 	if msgs == nil {
@@ -121,6 +124,10 @@ func (r *relay) readStatus(c Channel) {
 	scanLines(c, func(line string) {
 		r.readyOnce.Do(func() { close(r.ready) })
 		if strings.TrimRight(line, "\r") == bootcfg.ReadyLine {
+			return
+		}
+		if strings.TrimRight(line, "\r") == bootcfg.ReadyPointLine {
+			r.atReadyPoint()
 			return
 		}
 		if code, ok := bootcfg.ParseStatus(line); ok {

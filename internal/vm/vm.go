@@ -60,6 +60,13 @@ type Config struct {
 	// Agent gives the VM the agent channel (bootcfg.AgentPortName, package agent), which
 	// Machine.Agent connects to; without it the guest serves no agent.
 	Agent bool
+	// Incoming restores the VM from the state file Machine.Save wrote instead of booting it (QEMU's
+	// -incoming); the rest of the Config must describe the same machine (see MachineArgs). When the
+	// restore fails before the guest runs again, Wait's error wraps ErrRestore.
+	Incoming string
+	// OnReadyPoint, when set, is called when the guest init reports its ready point (its boot
+	// config's ReadyPoint), before the guest goes on: the place to Save the VM.
+	OnReadyPoint func(ctx context.Context, m *Machine)
 	// OnStart, when set, is called with the QEMU command line before it starts.
 	OnStart func(argv []string)
 	// OnAccel, when set, is called with the accelerator before each boot: once, or twice when an
