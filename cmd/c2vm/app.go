@@ -32,7 +32,7 @@ func NewApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help", DisableDefaultText: true}
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version", DisableDefaultText: true}
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "c2vm %s\n", c.App.Version) }
-	cmds := []*cli.Command{convertCommand(), runCommand(), inspectCommand(), exportCommand(), pushCommand(), pullCommand(), kernelCommand(), cacheCommand(),
+	cmds := []*cli.Command{convertCommand(), runCommand(), inspectCommand(), exportCommand(), pushCommand(), pullCommand(), kernelCommand(), cacheCommand(), snapshotCommand(),
 		psCommand(), logsCommand(), execCommand(), stopCommand(), killCommand(), rmCommand(), waitCommand(), superviseCommand()}
 	for _, c := range cmds {
 		c.OnUsageError = usageLine

@@ -21,6 +21,7 @@ var cacheParts = []struct {
 	{cachedir.Dir.PulledBundles, "bundles pulled by c2vm run REF"},
 	{cachedir.Dir.Refs, "references last resolved (for an unreachable registry)"},
 	{cachedir.Dir.Ingest, "partial downloads"},
+	{cachedir.Dir.Snapshots, "saved VMs for warm starts (c2vm snapshot, run --snapshot)"},
 }
 
 func cacheCommand() *cli.Command {
@@ -29,7 +30,7 @@ func cacheCommand() *cli.Command {
 		Usage: "show or empty the registry cache",
 		Subcommands: []*cli.Command{
 			{Name: "ls", Usage: "list what the cache holds, with sizes", Action: runCacheLs},
-			{Name: "prune", Usage: "remove the registry blobs, pulled bundles and references (not the kernels)", Action: runCachePrune},
+			{Name: "prune", Usage: "remove the registry blobs, pulled bundles, references and saved VMs (not the kernels)", Action: runCachePrune},
 		},
 	}
 }

@@ -56,6 +56,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the QEMU command line run would use, and stop"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run the VM in the background under a supervisor and print its ID (see ps, logs, stop, rm, wait)"},
 			&cli.StringFlag{Name: "name", Usage: "name the detached VM (-d)"},
+			snapshotFlag(),
 		}...), append(dockerFlags(), registryFlags()...)...),
 		Action: runRun,
 	}
@@ -101,6 +102,11 @@ func runRun(c *cli.Context) error {
 	if dir, err = bundle.Resolve(dir, c.String("platform")); err != nil { // a bundle set: the platform's
 		return err
 	}
+	snapMode, err := snapshotMode(c, opts) // snapshot.go
+	if err != nil {
+		return err
+	}
+	opts.ReadyPoint = snapMode != snapshotNever
 	plan, err := launch.Prepare(ctx, dir, opts)
 	if err != nil {
 		return err
@@ -127,8 +133,12 @@ func runRun(c *cli.Context) error {
 		cfg.OnStart = func(argv []string) { fmt.Fprintln(c.App.ErrWriter, "c2vm: qemu:", quoteArgs(argv)) }
 	}
 	cfg.Stop = stop
+	warm, err := prepareWarm(c, snapMode, dir, &cfg)
+	if err != nil {
+		return err
+	}
 	running.Store(true)
-	res, err := bootVM(ctx, cfg) // vm.Run, or under run -d's supervisor (detach.go)
+	res, err := warm.boot(ctx, cfg) // bootVM: vm.Run, or under run -d's supervisor (detach.go)
 	if brokenPipe.Load() {
 		// As docker: the reader of our output went away (c2vm run ... | head -1).
 		fmt.Fprintln(c.App.ErrWriter, "c2vm: write /dev/stdout: broken pipe")

@@ -11,6 +11,7 @@
 //	refs/           references last resolved, for an unreachable registry
 //	bundles/        bundles pulled by `c2vm run REF`, by manifest digest
 //	parity/         the parity tier's base images
+//	snapshots/      saved VMs for warm starts, one folder per key digest (internal/snapshot)
 //
 // See docs/registries.md (the cache) and docs/architecture.md.
 package cachedir
@@ -74,6 +75,9 @@ func (d Dir) Refs() string { return d.join("refs") }
 
 // PulledBundles holds the bundles `c2vm run REF` pulled, one folder per manifest digest.
 func (d Dir) PulledBundles() string { return d.join("bundles") }
+
+// Snapshots holds the saved VMs of warm starts, one folder per key digest (internal/snapshot).
+func (d Dir) Snapshots() string { return d.join("snapshots") }
 
 // Parity holds the parity tier's base images.
 func (d Dir) Parity() string { return d.join("parity") }
