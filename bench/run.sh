@@ -30,6 +30,15 @@ if [ "${ONLY:-}" = hostdirs ]; then
   exit 0
 fi
 
+# 7. warm start (issue 27; ONLY=warm bench/run.sh runs only this and prints its table): bench/warm.sh,
+#    cold run, the save's pause, warm run and the saved state's size, against boot-floor.sh.
+warm_section() { bash "$here/warm.sh" > "$w/warm.md"; }
+if [ "${ONLY:-}" = warm ]; then
+  warm_section
+  cat "$w/warm.md"
+  exit 0
+fi
+
 # 5. services (ONLY=services bench/run.sh runs only this one and replaces its part of results.md):
 #    postgres, mariadb, redis and nginx made as their official images are, under c2vm and docker
 #    in one run (the parity services tier, one service at a time, C2VM_SERVICES_FIGURES): time to
@@ -163,6 +172,8 @@ speed() { awk -v a="$1" -v b="$2" 'BEGIN {if (a >= b) printf "%.2f× faster", a/
     echo "| vmlinuz + initrd.img, $k kernel | $(size_mb "$w/$k.bundle/vmlinuz") + $(size_mb "$w/$k.bundle/initrd.img") MB | | |"
   done
 } > "$w/results.md"
+warm_section
+{ echo; cat "$w/warm.md"; } >> "$w/results.md"
 services_section
 { echo; cat "$w/services.md"; } >> "$w/results.md"
 cp "$w/results.md" "$here/results.md"
