@@ -218,13 +218,14 @@ func writeInitrd(ctx context.Context, path, bundleInitrd string, boot *bootcfg.C
 
 func vmConfig(dir string, m *bundle.Manifest, initrd string, opts Options) vm.Config {
 	cfg := vm.Config{
-		Arch:      m.GuestArch(),
-		Kernel:    filepath.Join(dir, bundle.KernelFile),
-		Initrd:    initrd,
-		Cmdline:   m.BootArgs,
-		MemoryMiB: pick(opts.MemoryMiB, m.MemoryMiB),
-		CPUs:      pick(opts.CPUs, m.CPUs),
-		Accel:     opts.Accel,
+		Arch:       m.GuestArch(),
+		Kernel:     filepath.Join(dir, bundle.KernelFile),
+		Initrd:     initrd,
+		Cmdline:    m.BootArgs,
+		MemoryMiB:  pick(opts.MemoryMiB, m.MemoryMiB),
+		CPUs:       pick(opts.CPUs, m.CPUs),
+		Accel:      opts.Accel,
+		ReadyPoint: opts.ReadyPoint,
 	}
 	if name := bundle.RootfsFile(m.RootfsFormat); name != "" {
 		cfg.Disks = []vm.Disk{{Path: filepath.Join(dir, name), ReadOnly: true, Serial: bootcfg.RootfsSerial}}

@@ -50,7 +50,7 @@ func newRelay(cfg Config, p *ports, ch channels, carry carryOver) *relay {
 		if in == nil {
 			in = strings.NewReader("")
 		}
-		go feedStdin(ch, p.closed, r.ready, in) // not waited for: the host's stdin may never end
+		go feedStdin(ch, p.closed, r.stdinGate(), in) // not waited for: the host's stdin may never end
 	}
 	return r
 }

@@ -197,6 +197,20 @@ func (m *Machine) awaitRestore(b *bootRun) error {
 	}
 }
 
+// stdinGate is what the stdin feed waits for: the init's first line, or for a guest that stops at
+// its ready point (or is restored there) the go line, so that no input is in a saved VM.
+func (r *relay) stdinGate() <-chan struct{} {
+	if !r.cfg.ReadyPoint && r.cfg.Incoming == "" {
+		return r.ready
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.warm.went == nil {
+		r.warm.went = make(chan struct{})
+	}
+	return r.warm.went
+}
+
 // readyPointC is closed when the guest has reported its ready point.
 func (r *relay) readyPointC() <-chan struct{} {
 	r.mu.Lock()
@@ -211,8 +225,9 @@ func (r *relay) readyPointC() <-chan struct{} {
 type warmState struct {
 	point     chan struct{} // closed at bootcfg.ReadyPointLine; made on first use
 	pointDone bool
-	pending   bool // the go line is due once the status port connects
-	sent      bool // the go line was written
+	pending   bool          // the go line is due once the status port connects
+	sent      bool          // the go line was written
+	went      chan struct{} // closed when it is; made on first use
 }
 
 // atReadyPoint records the guest's ready point line.
@@ -248,8 +263,15 @@ func (r *relay) flushGoLocked() {
 }
 
 func (r *relay) writeGoLocked() {
+	if r.warm.sent {
+		return
+	}
 	r.warm.pending = false
 	r.warm.sent = true
+	if r.warm.went == nil {
+		r.warm.went = make(chan struct{})
+	}
+	close(r.warm.went)
 	r.readyOnce.Do(func() { close(r.ready) })
 	e := make([]byte, bootcfg.GoEntropyBytes)
 	rand.Read(e)

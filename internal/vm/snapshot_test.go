@@ -65,8 +65,14 @@ func (p pipeChannel) CloseWrite() error { return nil }
 func TestRelayReadyPoint(t *testing.T) {
 	host, guest := net.Pipe()
 	var msgs bytes.Buffer
-	r := &relay{cfg: Config{Messages: &msgs}, ready: make(chan struct{})}
+	r := &relay{cfg: Config{Messages: &msgs, ReadyPoint: true}, ready: make(chan struct{})}
+	gate := r.stdinGate()
 	r.sendGo() // before the status port connects: sent once it does
+	select {
+	case <-gate:
+		t.Fatal("stdin flows before the go line was written: a saved VM would hold the run's input")
+	default:
+	}
 	done := make(chan struct{})
 	go func() { r.readStatus(pipeChannel{host}); close(done) }()
 	in := bufio.NewReader(guest)
@@ -81,6 +87,11 @@ func TestRelayReadyPoint(t *testing.T) {
 	case <-r.ready:
 	default:
 		t.Error("the go line did not mark the guest ready")
+	}
+	select {
+	case <-gate:
+	default:
+		t.Error("the go line did not open stdin")
 	}
 	guest.Write([]byte(bootcfg.ReadyPointLine + "\n"))
 	select {

@@ -64,8 +64,12 @@ type Config struct {
 	// -incoming); the rest of the Config must describe the same machine (see MachineArgs). When the
 	// restore fails before the guest runs again, Wait's error wraps ErrRestore.
 	Incoming string
-	// OnReadyPoint, when set, is called when the guest init reports its ready point (its boot
-	// config's ReadyPoint), before the guest goes on: the place to Save the VM.
+	// ReadyPoint says the guest stops at its ready point (its boot config's ReadyPoint): the
+	// host's stdin then reaches the guest only after the go line, so that a VM saved there holds
+	// none of this run's input.
+	ReadyPoint bool
+	// OnReadyPoint, when set, is called when the guest init reports its ready point, before the
+	// guest goes on: the place to Save the VM.
 	OnReadyPoint func(ctx context.Context, m *Machine)
 	// OnStart, when set, is called with the QEMU command line before it starts.
 	OnStart func(argv []string)
