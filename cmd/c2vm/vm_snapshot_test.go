@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -130,6 +133,40 @@ func TestVMSnapshot(t *testing.T) {
 		}
 		if got := savedVMs(t); len(got) != 1 || got[0].Meta.SHA256 == saved[0].Meta.SHA256 && got[0].Meta.Created.Equal(saved[0].Meta.Created) {
 			t.Errorf("after the fallback: %d saved VMs; want the damaged one replaced", len(got))
+		}
+	})
+
+	t.Run("state QEMU cannot load falls back once", func(t *testing.T) {
+		sv := savedVMs(t)[0]
+		garbage := bytes.Repeat([]byte("not a migration stream\n"), 4096)
+		if err := os.WriteFile(sv.State, garbage, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(garbage)
+		sv.Meta.Size, sv.Meta.SHA256 = int64(len(garbage)), hex.EncodeToString(sum[:])
+		meta, err := json.Marshal(sv.Meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sv.Dir, "meta.json"), meta, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr := runVM(t, 3, args...)
+		if f, _, _ := warmOutput(t, stdout); f != fixed {
+			t.Errorf("stdout %q, want %q", f, fixed)
+		}
+		if n := strings.Count(stderr, "c2vm: warning: not using a saved VM"); n != 1 || !strings.Contains(stderr, "could not be restored") {
+			t.Errorf("stderr %q: want one warning that the restore failed", stderr)
+		}
+	})
+
+	t.Run("input is not saved", func(t *testing.T) {
+		in := []string{"run", "--timeout", "120s", "-i", "--snapshot", "auto", dir, "--", "cat"}
+		for i, input := range []string{"first run's input\n", "second run's input\n"} {
+			code, stdout, stderr := c2vm(t, input, in...)
+			if code != 0 || stdout != input {
+				t.Errorf("run %d with -i: exit %d, stdout %q (stderr %q); want %q", i, code, stdout, stderr, input)
+			}
 		}
 	})
 
