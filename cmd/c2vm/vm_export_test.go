@@ -119,7 +119,7 @@ func TestVMExportRunners(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{`cloud-hypervisor --kernel "$here/vmlinux" --initramfs "$here/initrd.img"`, "console=ttyS0", `--disk path="$here/rootfs.squashfs",readonly=on`, "--serial tty --console off", "--memory size=512M"} {
+		for _, want := range []string{`cloud-hypervisor --kernel "$here/vmlinux" --initramfs "$here/initrd.img"`, "console=ttyS0", `--disk "path=\"$here/rootfs.squashfs\",readonly=on"`, "--serial tty --console off", "--memory size=512M"} {
 			if !strings.Contains(string(script), want) {
 				t.Errorf("run.sh lacks %q:\n%s", want, script)
 			}
