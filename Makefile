@@ -229,14 +229,17 @@ test-unit-all:
 	$(GO) test -count=1 -timeout 20m -skip '$(TIERED)' ./...
 	$(GO) test -count=1 -tags c2vm_embed ./initgen/assets
 
+# -v, filtered to the result lines: each test's wall time shows in CI's log.
+VFILTER := grep -E '^(--- |    --- |PASS|FAIL|ok|panic|\s+\S+_test\.go:)'
+
 test-vm:
-	$(GO) test -count=1 -timeout 40m -run '^TestVM' ./...
+	$(GO) test -count=1 -timeout 40m -run '^TestVM' -v ./... | $(VFILTER); exit $${PIPESTATUS[0]}
 
 test-registry:
 	$(GO) test -count=1 -timeout 20m -run '^TestRegistry' ./...
 
 test-vm-c2vm:
-	C2VM_KERNEL=c2vm $(GO) test -count=1 -timeout 30m -run '$(C2VM_KERNEL_TESTS)' ./cmd/c2vm
+	C2VM_KERNEL=c2vm $(GO) test -count=1 -timeout 30m -run '$(C2VM_KERNEL_TESTS)' -v ./cmd/c2vm | $(VFILTER); exit $${PIPESTATUS[0]}
 
 test-parity: deps kernel build ## docker parity: real Dockerfiles, docker run vs c2vm run (starts its own dockerd)
 	@$(M) deps DEB_PKGS="$(PARITY_PKGS)"
