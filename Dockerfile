@@ -37,6 +37,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 # Only the sources: an image archive or a bundle in the context must not rebuild c2vm.
 COPY Makefile ./
+COPY agent agent
 COPY bootcfg bootcfg
 COPY bundle bundle
 COPY cmd cmd
@@ -65,9 +66,12 @@ ENV XDG_CACHE_HOME=/var/cache
 ENTRYPOINT ["c2vm"]
 
 FROM converter AS bundle-build
+# COPY, not RUN --mount=source=${IMAGE}: docker.io 20.10's BuildKit does not expand an ARG in a
+# mount's source ("/${IMAGE}" not found), COPY does everywhere. The archive is copied whole (no
+# extraction: COPY, not ADD).
 ARG IMAGE=image.tar
-RUN --mount=type=bind,source=${IMAGE},target=/in/image.tar \
-    mkdir -p /out && c2vm convert --quiet -o /out/bundle /in/image.tar && chmod 0755 /out/bundle
+COPY ${IMAGE} /in/image.tar
+RUN mkdir -p /out && c2vm convert --quiet -o /out/bundle /in/image.tar && chmod 0755 /out/bundle
 
 FROM scratch AS bundle
 COPY --from=bundle-build /out/bundle /

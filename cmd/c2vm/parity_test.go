@@ -162,6 +162,107 @@ func dockerBuildRoute(t *testing.T, d *dockertest.Daemon, work string) {
 			}
 		})
 	}
+	t.Run("readme-routes-2-3", func(t *testing.T) { readmeRoutes(t, d, work) })
+}
+
+// The README's routes 2 and 3 ("In `docker build`"), as a user types them; readmeRoutes checks
+// that README.md still has each line (whitespace aside).
+var (
+	readmeRoute2 = []string{"docker save myapp -o myapp.tar && c2vm convert -o myapp.bundle myapp.tar"}
+	readmeRoute3 = []string{
+		"docker save myapp -o myapp.tar",
+		"docker build --target bundle --build-arg IMAGE=myapp.tar --output type=local,dest=myapp.bundle .",
+		"docker build --target hello --output type=local,dest=hello.bundle .",
+	}
+)
+
+// offlineBuild is what the tier adds to a README `docker build` line: its daemon has no network
+// for RUN steps but the host's, and no registry, so the base images are the local ones (the README:
+// "Base images are build arguments ... so offline builders can point them at local images"). The
+// same arguments as the converter build above, so the build and converter stages come from its
+// cache.
+const offlineBuild = " --network host --build-arg GO_IMAGE=c2vm-parity-go --build-arg DEBIAN_IMAGE=c2vm-parity-base"
+
+// readmeRoutes runs routes 2 and 3 with Debian's docker.io client (DOCKER_BUILDKIT=1, as the
+// README says) and bin/c2vm first on PATH, myapp being the vm-stage example's app image: route 2
+// in an empty directory, route 3 in a copy of the checkout (the build context). Each bundle boots
+// and matches docker run of myapp; the hello bundle boots and greets.
+func readmeRoutes(t *testing.T, d *dockertest.Daemon, work string) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(string(readme)), " ")
+	for _, line := range append(readmeRoute2, readmeRoute3...) {
+		if !strings.Contains(flat, line) {
+			t.Fatalf("README.md no longer has %q: update the parity tier's README routes with it", line)
+		}
+	}
+	d.Must(t, "tag", "parity-vm-stage", "myapp")
+	sh := func(t *testing.T, dir, line string) {
+		t.Helper()
+		if strings.HasPrefix(line, "docker build ") {
+			line = strings.TrimSuffix(line, " .") + offlineBuild + " ."
+		}
+		cmd := exec.Command("bash", "-c", line)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.Sock, "DOCKER_BUILDKIT=1",
+			"PATH="+filepath.Dir(dockertest.Client)+string(os.PathListSeparator)+os.Getenv("C2VM_LIBDIR")+string(os.PathListSeparator)+os.Getenv("PATH"))
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", line, err, clip(string(out)))
+		}
+		t.Logf("%s: %s", line, time.Since(start).Round(time.Second))
+	}
+	tc := parityCase{name: "myapp", image: "vm-stage"}
+	want := dockerRun(d, tc)
+	t.Run("route-2", func(t *testing.T) {
+		dir := filepath.Join(work, "route2")
+		os.MkdirAll(dir, 0o755)
+		for _, line := range readmeRoute2 {
+			sh(t, dir, line)
+		}
+		compareRuns(t, &allowList{reasons: map[string]string{}, used: map[string]bool{}}, tc.name, want, c2vmRun(t, filepath.Join(dir, "myapp.bundle"), tc))
+	})
+	t.Run("route-3", func(t *testing.T) {
+		dir := filepath.Join(work, "route3")
+		copyCheckout(t, filepath.Join("..", ".."), dir)
+		for _, line := range readmeRoute3 {
+			sh(t, dir, line)
+		}
+		compareRuns(t, &allowList{reasons: map[string]string{}, used: map[string]bool{}}, tc.name, want, c2vmRun(t, filepath.Join(dir, "myapp.bundle"), tc))
+		hello := c2vmRun(t, filepath.Join(dir, "hello.bundle"), parityCase{name: "hello"})
+		if hello.code != 0 || !strings.HasPrefix(hello.stdout, "hello from c2vm: ") {
+			t.Errorf("hello.bundle: exit %d, stdout %q, stderr %q", hello.code, hello.stdout, clip(hello.stderr))
+		}
+	})
+}
+
+// copyCheckout copies the checkout's files (tracked, and untracked but not ignored) to dst.
+func copyCheckout(t *testing.T, src, dst string) {
+	t.Helper()
+	cmd := exec.Command("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	cmd.Dir = src
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	for _, rel := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		fi, err := os.Lstat(filepath.Join(src, rel))
+		if err != nil || !fi.Mode().IsRegular() { // deleted in the work tree, or not a plain file
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, rel))
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(filepath.Join(dst, rel)), 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, rel), b, fi.Mode().Perm())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // goImage builds c2vm-parity-go: the parity base with the host's Go toolchain, module proxy
