@@ -629,9 +629,8 @@ type portListener struct {
 	st   *State
 	path string
 
-	mu     sync.Mutex
-	cur    chan struct{} // closed when the current connection is closed
-	closed bool
+	mu  sync.Mutex
+	cur chan struct{} // closed when the current connection is closed
 }
 
 func (l *portListener) Accept() (net.Conn, error) {

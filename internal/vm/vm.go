@@ -283,13 +283,13 @@ func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config
 	for {
 		select {
 		case <-start:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			pgKill(cmd.Process.Pid)
 			<-waitErr
 			return fmt.Errorf("%w within %v", errStartTimeout, time.Since(began).Round(time.Second))
 		case <-ready:
 			ready, start = nil, nil // the init is up: no start deadline any more
 		case <-r.unpackFailed:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			pgKill(cmd.Process.Pid)
 			<-waitErr
 			return fmt.Errorf("%w: the guest kernel could not unpack the initrd (%s): it does not fit in the guest's memory; give the VM more --memory, or convert with --rootfs-format squashfs", ErrNoStatus, lineFrom(r.console.String(), initramfsFailure))
 		case err := <-waitErr:
@@ -305,7 +305,7 @@ func waitVM(ctx context.Context, cmd *exec.Cmd, waitErr <-chan error, cfg Config
 		case ws := <-cfg.Resize:
 			r.requestResize(ws)
 		case <-ctx.Done():
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			pgKill(cmd.Process.Pid)
 			<-waitErr
 			return context.Cause(ctx)
 		}
