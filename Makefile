@@ -279,7 +279,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZMIN bounds mi
 	done
 
 bench: build kernel kernel-c2vm ## one table of figures as ratios (convert vs umoci+mksquashfs, boot per kernel vs the floor, smallest memory, sizes) into bench/results.md
-	@$(MAKE) --no-print-directory deps DEB_PKGS="umoci mmdebstrap cpio time bc python3 squashfs-tools"
+	@$(MAKE) --no-print-directory deps DEB_PKGS="umoci mmdebstrap cpio time bc python3 squashfs-tools $(PARITY_PKGS)"
 	bench/run.sh
 
 bench-go: build ## Go benchmarks: conversion (vs umoci + mksquashfs), flatten, rootfs writers, initrd, layer decoding
