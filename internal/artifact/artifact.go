@@ -275,6 +275,7 @@ var bundleKind = kind{
 	config:     bundle.ConfigMediaType,
 	layerTypes: []string{bundle.KernelMediaType, bundle.InitrdMediaType, bundle.RootfsMediaType(bootcfg.FormatSquashfs), bundle.RootfsMediaType(bootcfg.FormatErofs)},
 	maxLayer:   maxBundleFile,
+	notIt:      "not a c2vm bundle artifact (artifactType %q, config %q): push bundles with c2vm push",
 }
 
 // maxBundleFile bounds one file of a pulled bundle.
@@ -358,6 +359,8 @@ type kind struct {
 	config     string
 	layerTypes []string
 	maxLayer   int64
+	// notIt is the one-line error for a manifest of another kind (another config media type).
+	notIt string
 }
 
 // readManifest reads the artifact manifest desc names and checks it (decodeManifest).
@@ -385,8 +388,11 @@ func decodeManifest(b []byte, mediaType string, k kind) (ocispec.Manifest, error
 	if mediaType != ocispec.MediaTypeImageManifest {
 		return man, fmt.Errorf("manifest: media type %q is not an OCI artifact manifest", mediaType)
 	}
-	if err := descriptor.Check(man.Config, descriptor.MaxConfig, k.config); err != nil {
-		return man, fmt.Errorf("manifest: config: %w (is this a c2vm artifact?)", err)
+	if err := descriptor.Check(man.Config, descriptor.MaxConfig); err != nil {
+		return man, fmt.Errorf("manifest: config: %w", err)
+	}
+	if man.Config.MediaType != k.config {
+		return man, fmt.Errorf(k.notIt, descriptor.Clip(man.ArtifactType), descriptor.Clip(man.Config.MediaType))
 	}
 	for i, l := range man.Layers {
 		if err := descriptor.Check(l, k.maxLayer, k.layerTypes...); err != nil {

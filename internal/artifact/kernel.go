@@ -85,6 +85,7 @@ var kernelKind = kind{
 	config:     kernel.ArtifactConfigType,
 	layerTypes: []string{kernel.VmlinuzMediaType, kernel.ConfigMediaType, kernel.ModulesBuiltinMedia},
 	maxLayer:   maxKernelFile,
+	notIt:      "not a c2vm kernel artifact (artifactType %q, config %q): push kernels with c2vm kernel push",
 }
 
 // maxKernelFile bounds one file of a pulled kernel (as kernel.Tree.Check does).
@@ -128,7 +129,7 @@ func readKernelManifest(ctx context.Context, c *registry.Client, name string, de
 		return man, nil, err
 	}
 	if man.ArtifactType != kernel.ArtifactType {
-		return man, nil, fmt.Errorf("not a c2vm kernel artifact (artifactType %q): push kernels with c2vm kernel push", man.ArtifactType)
+		return man, nil, fmt.Errorf("not a c2vm kernel artifact (artifactType %q): push kernels with c2vm kernel push", descriptor.Clip(man.ArtifactType))
 	}
 	raw, err := c.ReadBlob(ctx, name, man.Config, 1<<20)
 	if err != nil {

@@ -37,7 +37,7 @@ var mediaTypeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A
 // media type is one of types — or, with no types, empty or of the media type form.
 func Check(d ocispec.Descriptor, max int64, types ...string) error {
 	if err := d.Digest.Validate(); err != nil {
-		return fmt.Errorf("descriptor digest %q: %w", clip(string(d.Digest)), err)
+		return fmt.Errorf("descriptor digest %q: %w", Clip(string(d.Digest)), err)
 	}
 	if d.Size < 0 {
 		return fmt.Errorf("descriptor %s: negative size %d", d.Digest, d.Size)
@@ -47,15 +47,15 @@ func Check(d ocispec.Descriptor, max int64, types ...string) error {
 	}
 	switch {
 	case len(types) > 0 && !slices.Contains(types, d.MediaType):
-		return fmt.Errorf("descriptor %s: media type %q, want one of %q", d.Digest, clip(d.MediaType), types)
+		return fmt.Errorf("descriptor %s: media type %q, want one of %q", d.Digest, Clip(d.MediaType), types)
 	case len(types) == 0 && d.MediaType != "" && !mediaTypeRE.MatchString(d.MediaType):
-		return fmt.Errorf("descriptor %s: malformed media type %q", d.Digest, clip(d.MediaType))
+		return fmt.Errorf("descriptor %s: malformed media type %q", d.Digest, Clip(d.MediaType))
 	}
 	return nil
 }
 
-// clip keeps hostile strings short in error messages.
-func clip(s string) string {
+// Clip keeps hostile strings short in error messages.
+func Clip(s string) string {
 	if len(s) > 100 {
 		return s[:100] + "…"
 	}
