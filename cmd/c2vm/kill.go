@@ -53,6 +53,18 @@ func runKill(c *cli.Context) error {
 
 // signalWorkload sends sig to the VM's workload through its control socket.
 func signalWorkload(ctx context.Context, st supervise.Store, r *supervise.Record, sig uint32) error {
+	err := callControl(ctx, st, r, func(ctx context.Context, svc agent.AgentService) error {
+		_, err := svc.SignalWorkload(ctx, &agent.SignalWorkloadRequest{Signal: sig})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s", errorText(err))
+	}
+	return nil
+}
+
+// callControl makes one call on a VM's control socket, within 10 s.
+func callControl(ctx context.Context, st supervise.Store, r *supervise.Record, call func(context.Context, agent.AgentService) error) error {
 	svc, cl, err := supervise.DialControl(st.ControlPath(r.ID))
 	if err != nil {
 		return err
@@ -60,8 +72,5 @@ func signalWorkload(ctx context.Context, st supervise.Store, r *supervise.Record
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := svc.SignalWorkload(ctx, &agent.SignalWorkloadRequest{Signal: sig}); err != nil {
-		return fmt.Errorf("%s", errorText(err))
-	}
-	return nil
+	return call(ctx, svc)
 }

@@ -70,15 +70,10 @@ func stopThroughAgent(ctx context.Context, st supervise.Store, r *supervise.Reco
 	if t == 0 {
 		return signalWorkload(ctx, st, r, uint32(syscall.SIGKILL))
 	}
-	svc, cl, err := supervise.DialControl(st.ControlPath(r.ID))
-	if err != nil {
+	return callControl(ctx, st, r, func(ctx context.Context, svc agent.AgentService) error {
+		_, err := svc.Shutdown(ctx, &agent.ShutdownRequest{TimeoutSeconds: uint32(t)})
 		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err = svc.Shutdown(ctx, &agent.ShutdownRequest{TimeoutSeconds: uint32(t)})
-	return err
+	})
 }
 
 // waitExited waits up to d (d < 0: for ever) until the VM's supervisor has ended; it reports
